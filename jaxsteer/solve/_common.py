@@ -1,0 +1,123 @@
+"""Pieces shared by the interventions: whitening, group problems, starts, implicit differentiation."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+from jaxsteer import _linalg
+from jaxsteer.solve import _group
+
+
+class Subgroups(NamedTuple):
+    """Per-subgroup data of one family, unbatched: ``mu [k, m, d]``, ``S``, ``P [k, m, d, d]``, ``logdet [k, m]``."""
+
+    mu: jax.Array
+    S: jax.Array
+    P: jax.Array
+    logdet: jax.Array
+
+
+def subgroups(means, covs) -> Subgroups:
+    covs = _linalg.sym(covs)
+    chol = jnp.linalg.cholesky(covs)
+    eye = jnp.broadcast_to(jnp.eye(covs.shape[-1], dtype=covs.dtype), covs.shape)
+    P = _linalg.sym(jax.scipy.linalg.cho_solve((chol, True), eye))
+    return Subgroups(means, covs, P, _linalg.chol_logdet(chol))
+
+
+class Template(NamedTuple):
+    """Template ``N(u_i, G_i)`` in whitened coordinates: ``u [k, d]``, ``G [k, d, d]``, ``logdet_G [k]``."""
+
+    u: jax.Array
+    G: jax.Array
+    logdet_G: jax.Array
+
+
+def template_from_group(sg: Subgroups, r, c: int):
+    """Group ``r``'s subgroups whitened by its reference-class covariance and centred at its mean.
+
+    Returns the template (``u_c = 0``, ``G_c = I``) and the exact map of group ``r`` in those
+    coordinates, ``B_r = [Σ_cr^{1/2} | μ_cr]``, together with ``Σ_cr^{-1/2}``.
+    """
+    S_cr = sg.S[c, r]
+    root, inv_root = _linalg.psd_sqrt_and_inv_sqrt(S_cr)
+    u = jnp.einsum("ij,kj->ki", inv_root, sg.mu[:, r] - sg.mu[c, r])
+    G = _linalg.sym(jnp.einsum("ij,kjl,lm->kim", inv_root, sg.S[:, r], inv_root))
+    logdet_G = sg.logdet[:, r] - sg.logdet[c, r]
+    B_r = jnp.concatenate([root, sg.mu[c, r][:, None]], axis=1)
+    return Template(u, G, logdet_G), B_r, inv_root
+
+
+def group_problem(tpl: Template, sg: Subgroups, a, w_a, symmetric) -> _group.GroupProblem:
+    return _group.GroupProblem(
+        u=tpl.u, G=tpl.G, logdet_G=tpl.logdet_G, mu=sg.mu[:, a], P=sg.P[:, a],
+        logdet_S=sg.logdet[:, a], w=w_a, symmetric=jnp.asarray(symmetric),
+    )
+
+
+def symmetric_start(prob: _group.GroupProblem, S_ca) -> jax.Array:
+    """``A_0 = Σ_ca^{1/2}``: reproduces the reference class exactly (its template is ``N(0, I)``)."""
+    return _group.with_offset(prob, _linalg.psd_sqrt(S_ca))
+
+
+def eigen_aligned_starts(tpl: Template, sg: Subgroups, a, c: int) -> jax.Array:
+    """Eigen-aligned starts for the affine form (MATH §3), one per non-reference class ``j``.
+
+    Whiten group ``a`` by its class-``c`` covariance; take eigenvectors ``V_t`` of the template's
+    ``G_j`` and ``V_a`` of the group's whitened class-``j`` covariance (both ascending), signs from the
+    whitened mean differences, and ``A_0 = Σ_ca^{1/2} V_a diag(s) V_tᵀ``. Returns ``[k−1, d, d]``
+    (the offsets are filled in by the caller).
+    """
+    k = tpl.u.shape[0]
+    js = jnp.asarray([j for j in range(k) if j != c])
+    root_a, inv_a = _linalg.psd_sqrt_and_inv_sqrt(sg.S[c, a])
+    Ga = jnp.einsum("ij,kjl,lm->kim", inv_a, sg.S[js, a], inv_a)
+    da = jnp.einsum("ij,kj->ki", inv_a, sg.mu[js, a] - sg.mu[c, a])
+    _, Vt = jnp.linalg.eigh(tpl.G[js])
+    _, Va = jnp.linalg.eigh(_linalg.sym(Ga))
+    dt = tpl.u[js] - tpl.u[c]
+    s = jnp.einsum("kij,ki->kj", Vt, dt) * jnp.einsum("kij,ki->kj", Va, da)
+    s = jnp.where(s < 0, -1.0, 1.0).astype(Vt.dtype)
+    return jnp.einsum("ij,kjl,kl,kml->kim", root_a, Va, s, Vt)
+
+
+def group_residual_fn(prob: _group.GroupProblem):
+    """Optimality residual whose Jacobian is the (projected) Hessian: ``T∇F(TB) + (I − T)B``."""
+
+    def f(B):
+        A, b = _group.split(B)
+        As = jnp.where(prob.symmetric, _linalg.sym(A), A)
+        Bs = jnp.concatenate([As, b[:, None]], axis=1)
+        g = _group.gradient(prob, Bs)
+        anti = jnp.where(prob.symmetric, A - As, jnp.zeros_like(A))
+        return g + jnp.concatenate([anti, jnp.zeros_like(b[:, None])], axis=1)
+
+    return f
+
+
+def dense_tangent_solve(g, y):
+    """Solve the linearised optimality system ``g(x) = y`` by materialising its Jacobian."""
+    flat_y, unravel = jax.flatten_util.ravel_pytree(y)
+    n = flat_y.shape[0]
+
+    def gflat(v):
+        return jax.flatten_util.ravel_pytree(g(unravel(v)))[0]
+
+    J = jax.jacfwd(gflat)(jnp.zeros(n, flat_y.dtype))
+    return unravel(jnp.linalg.solve(J, flat_y))
+
+
+def implicit(f, x_star):
+    """Attach implicit-function-theorem derivatives to a solution ``x_star`` of ``f(x) = 0``.
+
+    The primal value is ``x_star`` itself (already computed, outside differentiation); tangents and
+    cotangents come from the linearisation of ``f`` at ``x_star`` (``jax.lax.custom_root``), so the
+    solver's iterations are never differentiated.
+    """
+    x0 = jax.lax.stop_gradient(x_star)
+    return jax.lax.custom_root(f, x0, lambda _f, x: x, dense_tangent_solve)
+

@@ -1,0 +1,245 @@
+"""Intervention ``all``: every group moves towards a common template (MATH §3).
+
+Variables: the template ``N(u_i, G_i)`` (gauge ``u_c = 0``, ``G_c = I``), one map ``B_a = [A_a | b_a]``
+per group, and common base rates ``π`` (``q̃[i, a] = p_a π_i``, group marginals fixed).
+
+Block-coordinate descent, every block exact, so the objective never increases:
+  1. ``π`` in closed form from the subgroup KLs;
+  2. the template in closed form from the maps;
+  3. all group maps at once (vmapped damped Newton, warm-started).
+It is restarted from every group as reference (template = that group's subgroups, maps = the
+affirmative solution for that reference), all restarts vectorised, and the best is kept, so ``all``
+is never worse than ``affirmative`` with any reference.
+
+Gauge. Template coordinates are fixed up to an orthogonal transformation by ``G_c = I``, ``u_c = 0``.
+The symmetric form removes the rest (every ``A_a`` symmetric positive definite). In the affine form
+the restart's reference group keeps a symmetric positive definite ``A_r`` (polar decomposition: any
+ideal family can be rotated into that gauge), so the optimality conditions are non-singular and the
+solution can be differentiated implicitly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+
+from jaxsteer import _linalg
+from jaxsteer.divergence import gaussian_kl
+from jaxsteer.solve import _common, _group, affirmative, closed_form
+
+
+class Params(NamedTuple):
+    u: jax.Array  # [k, d]
+    G: jax.Array  # [k, d, d]
+    B: jax.Array  # [m, d, d+1]
+    pi: jax.Array  # [k]
+
+
+def _targets(x: Params):
+    A, b = x.B[:, :, :-1], x.B[:, :, -1]
+    means = jnp.einsum("aij,kj->kai", A, x.u) + b[None]
+    covs = _linalg.sym(jnp.einsum("aij,kjl,aml->kaim", A, x.G, A))
+    return means, covs
+
+
+def subgroup_kls(x: Params, sg: _common.Subgroups):
+    means, covs = _targets(x)
+    return gaussian_kl(means, covs, sg.mu, sg.S)
+
+
+def objective(x: Params, q, sg: _common.Subgroups):
+    """Total ``KL(θ̃ ‖ θ)`` as a function of all variables."""
+    p = jnp.sum(q, axis=0)
+    qt = x.pi[:, None] * p[None, :]
+    return jnp.sum(qt * (jnp.log(qt) - jnp.log(q))) + jnp.sum(qt * subgroup_kls(x, sg))
+
+
+def _feature_objective(u, G, B, w, sg):
+    x = Params(u, G, B, jnp.zeros(u.shape[0], u.dtype))
+    return jnp.sum(w * subgroup_kls(x, sg))
+
+
+def _template_residual(x: Params, w, sg, c: int):
+    """Relative stationarity of the template: ``‖G_i ∇_{G_i}‖``, ``‖∇_{u_i}‖`` over ``W_i`` (``i ≠ c``)."""
+    gu, gG = jax.grad(_feature_objective, argnums=(0, 1))(x.u, x.G, x.B, w, sg)
+    gG = _linalg.sym(gG)
+    W = jnp.sum(w, axis=1)
+    r_u = jnp.linalg.norm(gu, axis=-1) / W
+    r_G = jnp.linalg.norm(jnp.einsum("kij,kjl->kil", x.G, gG), axis=(-2, -1)) / W
+    keep = jnp.arange(x.u.shape[0]) != c
+    return jnp.max(jnp.where(keep, jnp.maximum(r_u, r_G), 0.0))
+
+
+def _group_symmetric(m, r, symmetric: bool):
+    return jnp.logical_or(symmetric, jnp.arange(m) == r)
+
+
+def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form):
+    tpl = _common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
+    m = x.B.shape[0]
+    d = x.u.shape[-1]
+
+    def one(a, Ba, sym_a):
+        prob = _common.group_problem(tpl, sg, a, w[:, a], sym_a)
+        if d == 1 and use_closed_form:
+            rs = closed_form.univariate_group(prob, True)
+            ra = closed_form.univariate_group(prob, False)
+            return jax.tree_util.tree_map(lambda s, t: jnp.where(sym_a, s, t), rs, ra)
+        return _group.newton(prob, Ba, tol=tol, max_iter=max_iter)
+
+    return jax.vmap(one)(jnp.arange(m), x.B, sym_mask)
+
+
+class _Loop(NamedTuple):
+    x: Params
+    value: jax.Array
+    it: jax.Array
+    residual: jax.Array
+    X: jax.Array  # [M, n] recent iterates (flattened), oldest first
+    F: jax.Array  # [M, n] their fixed-point residuals T(x) − x
+    count: jax.Array
+
+
+#: Anderson-acceleration memory (iterates kept).
+ANDERSON_MEMORY = 5
+
+
+def _anderson(X, F, count, dtype):
+    """Type-II Anderson extrapolation from the last ``min(count, M)`` pairs ``(x_j, f_j = T(x_j) − x_j)``.
+
+    Returns the candidate ``x_k + f_k − (ΔX + ΔF) γ`` with ``γ`` the (ridge-regularised) least-squares
+    coefficients minimising ``‖f_k − ΔF γ‖``.
+    """
+    M = X.shape[0]
+    dX = X[1:] - X[:-1]  # [M-1, n]
+    dF = F[1:] - F[:-1]
+    valid = jnp.arange(M - 1) >= (M - count)  # pairs whose both ends are real iterates
+    dX = jnp.where(valid[:, None], dX, 0.0)
+    dF = jnp.where(valid[:, None], dF, 0.0)
+    gram = dF @ dF.T
+    reg = 1e-10 * jnp.trace(gram) + jnp.finfo(dtype).tiny
+    gram = gram + jnp.diag(jnp.where(valid, reg, 1.0))
+    gamma = jnp.linalg.solve(gram, dF @ F[-1])
+    gamma = jnp.where(valid & jnp.all(jnp.isfinite(gamma)), gamma, 0.0)
+    return X[-1] + F[-1] - (dX + dF).T @ gamma
+
+
+def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_form):
+    """One restart: template and affirmative maps of reference group ``r``, then alternate.
+
+    The alternation ``x ↦ T(x)`` (priors, template, maps) converges linearly, sometimes slowly; it is
+    accelerated by Anderson extrapolation with a monotone safeguard: the extrapolated point is kept
+    only if its objective is below that of the plain step, so the objective still never increases.
+    """
+    k, m = q.shape
+    p = jnp.sum(q, axis=0)
+    raw, _ = affirmative.solve(q, sg.mu, sg.S, reference=r, reference_class=c, symmetric=symmetric,
+                               tol=tol, max_iter=max_iter, use_closed_form=use_closed_form)
+    x0 = Params(raw.u, raw.G, raw.B, q[:, r] / p[r])
+    sym_mask = _group_symmetric(m, r, symmetric)
+    v0 = objective(x0, q, sg)
+    flat0, unravel = jax.flatten_util.ravel_pytree(x0)
+
+    def step(x: Params):
+        _, w = closed_form.prior_update(q, subgroup_kls(x, sg))
+        pi = w[:, 0] / p[0]
+        A, b = x.B[:, :, :-1], x.B[:, :, -1]
+        u, G = closed_form.template_update(A, b, sg.mu, sg.P, w, c)
+        res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, tol=0.1 * tol, max_iter=max_iter,
+                           use_closed_form=use_closed_form)
+        y = Params(u, G, res.B, pi)
+        v = objective(y, q, sg)
+        # Residuals of the blocks not just optimised: the template (the maps moved after it) and π.
+        _, w_next = closed_form.prior_update(q, subgroup_kls(y, sg))
+        r_pi = jnp.sum(jnp.abs(w_next[:, 0] / p[0] - pi))
+        r_tpl = _template_residual(y, w, sg, c)
+        residual = jnp.maximum(jnp.maximum(r_pi, r_tpl), jnp.max(res.residual))
+        return y, v, residual
+
+    def body(s: _Loop):
+        y, v_y, res_y = step(s.x)
+        xf = jax.flatten_util.ravel_pytree(s.x)[0]
+        yf = jax.flatten_util.ravel_pytree(y)[0]
+        X = jnp.concatenate([s.X[1:], xf[None]], axis=0)
+        F = jnp.concatenate([s.F[1:], (yf - xf)[None]], axis=0)
+        count = jnp.minimum(s.count + 1, ANDERSON_MEMORY)
+        z = unravel(_anderson(X, F, count, xf.dtype))
+        z = z._replace(G=_linalg.sym(z.G))
+        v_z = objective(z, q, sg)
+        take_z = jnp.isfinite(v_z) & (v_z < v_y) & (res_y > tol) & jnp.all(z.pi > 0)
+        x_next = jax.tree_util.tree_map(lambda a, b: jnp.where(take_z, a, b), z, y)
+        v_next = jnp.where(take_z, v_z, v_y)
+        return _Loop(x_next, v_next, s.it + 1, res_y, X, F, count)
+
+    def cond(s: _Loop):
+        return (s.it < max_outer) & (s.residual > tol) & jnp.isfinite(s.value)
+
+    n = flat0.shape[0]
+    hist = jnp.zeros((ANDERSON_MEMORY, n), flat0.dtype)
+    init = _Loop(x0, v0, jnp.asarray(0), jnp.asarray(jnp.inf, q.dtype), hist, hist, jnp.asarray(0))
+    return jax.lax.while_loop(cond, body, init)
+
+
+def residual_fn(q, sg, r, *, c: int, symmetric: bool):
+    """Optimality conditions ``R(x; θ) = 0`` of all variables (for implicit differentiation)."""
+    k, m = q.shape
+    d = sg.mu.shape[-1]
+    p = jnp.sum(q, axis=0)
+    sym_mask = _group_symmetric(m, r, symmetric)
+    keep = (jnp.arange(k) != c)
+
+    def f(x: Params):
+        Gs = _linalg.sym(x.G)
+        w = x.pi[:, None] * p[None, :]
+        gu, gG = jax.grad(_feature_objective, argnums=(0, 1))(x.u, Gs, x.B, w, sg)
+        R_u = jnp.where(keep[:, None], gu, x.u)
+        R_G = jnp.where(keep[:, None, None], _linalg.sym(gG) + (x.G - Gs),
+                        x.G - jnp.eye(d, dtype=x.G.dtype))
+        tpl = _common.Template(x.u, Gs, jnp.linalg.slogdet(Gs)[1])
+
+        def one(a, Ba, sym_a):
+            prob = _common.group_problem(tpl, sg, a, w[:, a], sym_a)
+            return _common.group_residual_fn(prob)(Ba)
+
+        R_B = jax.vmap(one)(jnp.arange(m), x.B, sym_mask)
+        kls = subgroup_kls(x._replace(G=Gs), sg)
+        logits = jnp.sum(p[None, :] * (jnp.log(q) - jnp.log(p)[None, :] - kls), axis=1)
+        R_pi = x.pi - jax.nn.softmax(logits)
+        return Params(R_u, R_G, R_B, R_pi)
+
+    return f
+
+
+def solve_one(q, mu, S, *, reference, reference_class, symmetric, tol, max_iter, use_closed_form,
+              max_outer):
+    """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`."""
+    del reference  # every group is tried as the restart's reference
+    c = reference_class
+    k, m = q.shape
+    sg_stop = _common.subgroups(*jax.lax.stop_gradient((mu, S)))
+    q_stop = jax.lax.stop_gradient(q)
+    runs = jax.vmap(
+        lambda r: _solve_from(r, q_stop, sg_stop, c=c, symmetric=symmetric, tol=tol,
+                              max_iter=max_iter, max_outer=max_outer, use_closed_form=use_closed_form)
+    )(jnp.arange(m))
+    vals = jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf)
+    best = jnp.argmin(vals)
+    run = jax.tree_util.tree_map(lambda t: t[best], runs)
+    sg = _common.subgroups(mu, S)
+    f = residual_fn(q, sg, best, c=c, symmetric=symmetric)
+    x = _common.implicit(f, run.x)
+    x_val = jax.lax.stop_gradient(run.x)
+    p = jnp.sum(q, axis=0)
+    q_t = x.pi[:, None] * p[None, :]
+    q_val = x_val.pi[:, None] * p[None, :]
+    means, covs = _targets(x)
+    sub = subgroup_kls(x_val, sg)
+    return dict(
+        priors=q_t, means=means, covs=covs,
+        kl_features=jnp.sum(q_val * sub), kl_priors=jnp.sum(q_val * (jnp.log(q_val) - jnp.log(q))),
+        subgroup_kl=sub, A=x.B[:, :, :-1], b=x.B[:, :, -1], nu=x.u, Gamma=x.G, pi=x.pi,
+        converged=run.residual <= tol, iterations=run.it, residual=run.residual,
+    )
