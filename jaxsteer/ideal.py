@@ -516,8 +516,7 @@ def _mc_single(priors, means, covs, cost, key, n: int):
     eye = jnp.broadcast_to(jnp.eye(d, dtype=dtype), chol.shape)
     linv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
     half_logdet = 0.5 * _linalg.chol_logdet(chol)  # [k, m]
-    keys = jax.random.split(key, k * m)
-    eps = jax.vmap(lambda kk: jax.random.normal(kk, (n, d), dtype=dtype))(keys).reshape(k, m, n, d)
+    eps = jax.random.normal(key, (k, m, n, d), dtype=dtype)  # independent draws for every subgroup
     counts = []
     for i in range(k):
         x = means[i][:, None, :] + jnp.einsum("apq,anq->anp", chol[i], eps[i])  # [m, n, d]
@@ -530,11 +529,6 @@ def _mc_single(priors, means, covs, cost, key, n: int):
         h = jnp.argmin(risk, axis=-1)  # [m, n]
         counts.append(jnp.mean(jax.nn.one_hot(h, k, dtype=dtype), axis=1))  # [m, k]
     return jnp.stack(counts, axis=1)  # [m, i, j]
-
-
-@partial(jax.jit, static_argnames=("n",))
-def _mc_batched(priors, means, covs, cost, key, n):
-    return jax.lax.map(lambda args: _mc_single(*args, cost, key, n), (priors, means, covs))
 
 
 def bayes_rates_mc(family: GaussianFamily, cost, key, n: int = 200_000) -> dict:
@@ -577,24 +571,27 @@ def bayes_rates_mc(family: GaussianFamily, cost, key, n: int = 200_000) -> dict:
         raise ValueError(f"n: must be a positive number of samples per subgroup; got {n}.")
     n = int(n)
     cost = _check_cost(cost, k, family.dtype, "bayes_rates_mc")
-    bshape = family.batch_shape
-    conf = _mc_batched(
-        family.priors.reshape((-1, k, m)),
-        family.means.reshape((-1, k, m, d)),
-        family.covs.reshape((-1, k, m, d, d)),
-        cost,
-        key,
-        n,
+    return _mc_impl(family.priors, family.means, family.covs, cost, key, n)
+
+
+@partial(jax.jit, static_argnames=("n",))
+def _mc_impl(priors, means, covs, cost, key, n):
+    k, m = priors.shape[-2:]
+    d = means.shape[-1]
+    bshape = priors.shape[:-2]
+    conf = jax.lax.map(
+        lambda args: _mc_single(*args, cost, key, n),
+        (priors.reshape((-1, k, m)), means.reshape((-1, k, m, d)), covs.reshape((-1, k, m, d, d))),
     ).reshape(bshape + (m, k, k))
-    base = _safe_base_rates(family.priors)
-    out = _summaries(conf, base, family.priors, cost)
+    base = _safe_base_rates(priors)
+    out = _summaries(conf, base, priors, cost)
 
     se = jnp.sqrt(conf * (1.0 - conf) / n)
     pos_se = jnp.sqrt(jnp.einsum("...ia,...aij->...aj", base**2, se**2))
     mean_c = jnp.einsum("ij,...aij->...ai", cost, conf)
     mean_c2 = jnp.einsum("ij,...aij->...ai", cost**2, conf)
     var_c = jnp.maximum(mean_c2 - mean_c**2, 0.0)  # [..., m, k]
-    err_se = jnp.sqrt(jnp.einsum("...ia,...ai->...", family.priors**2, var_c) / n)
+    err_se = jnp.sqrt(jnp.einsum("...ia,...ai->...", priors**2, var_c) / n)
     conf_gap_se = _gap_se(conf, se, axis=-3)  # [..., k, k]
     pos_gap_se = _gap_se(out["positive_rate"], pos_se, axis=-2)  # [..., k]
     out.update(

@@ -1,0 +1,92 @@
+"""The one-moving-group kernel: analytic derivatives against autodiff, Newton against a generic optimiser."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from jaxsteer.solve import _group
+
+
+def _problem(rng, k, d, symmetric):
+    def spd():
+        x = rng.normal(size=(d, d))
+        return x @ x.T / d + 0.5 * np.eye(d)
+
+    G = np.stack([spd() for _ in range(k)])
+    S = np.stack([spd() for _ in range(k)])
+    return _group.GroupProblem(
+        u=jnp.asarray(rng.normal(size=(k, d))), G=jnp.asarray(G), logdet_G=jnp.linalg.slogdet(G)[1],
+        mu=jnp.asarray(rng.normal(size=(k, d))), P=jnp.linalg.inv(S), logdet_S=jnp.linalg.slogdet(S)[1],
+        w=jnp.asarray(rng.uniform(0.1, 0.5, size=k)), symmetric=jnp.asarray(symmetric))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gradient_and_hessian_match_autodiff(rng, symmetric):
+    k, d = 3, 4
+    prob = _problem(rng, k, d, symmetric)
+    A = np.eye(d) + 0.1 * rng.normal(size=(d, d))
+    if symmetric:
+        A = A + A.T
+    B = jnp.asarray(np.concatenate([A, rng.normal(size=(d, 1))], axis=1))
+    n = d * (d + 1)
+
+    def T(x):  # symmetrisation of the A block (identity in the affine form)
+        X = x.reshape(d, d + 1)
+        XA = jnp.where(symmetric, 0.5 * (X[:, :d] + X[:, :d].T), X[:, :d])
+        return jnp.concatenate([XA, X[:, d:]], axis=1).reshape(-1)
+
+    f = lambda x: _group.value(prob, T(x).reshape(d, d + 1))  # noqa: E731
+    g_ad = jax.grad(f)(B.reshape(-1))
+    np.testing.assert_allclose(_group.gradient(prob, B).reshape(-1), g_ad, atol=1e-12)
+    H_ad = jax.hessian(f)(B.reshape(-1))
+    Tm = jax.jacfwd(T)(jnp.zeros(n))
+    np.testing.assert_allclose(_group.hessian(prob, B), H_ad + (jnp.eye(n) - Tm), atol=1e-11)
+
+
+def test_best_offset_is_exact(rng):
+    prob = _problem(rng, 3, 3, False)
+    A = jnp.asarray(np.eye(3) + 0.2 * rng.normal(size=(3, 3)))
+    B = _group.with_offset(prob, A)
+    np.testing.assert_allclose(_group.gradient(prob, B)[:, -1], 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_newton_matches_scipy(rng, symmetric):
+    k, d = 2, 3
+    prob = _problem(rng, k, d, symmetric)
+    B0 = _group.with_offset(prob, jnp.eye(d))
+    res = _group.newton(prob, B0, tol=1e-12, max_iter=200)
+    assert bool(res.converged) and float(res.residual) < 1e-12
+    # generic optimiser over (L, b), A = L Lᵀ (symmetric) or A free (affine)
+    tril = np.tril_indices(d)
+
+    def unpack(x):
+        if symmetric:
+            L = np.zeros((d, d))
+            L[tril] = x[: len(tril[0])]
+            A = L @ L.T
+            b = x[len(tril[0]):]
+        else:
+            A, b = x[: d * d].reshape(d, d), x[d * d:]
+        return np.concatenate([A, b[:, None]], axis=1)
+
+    f = lambda x: float(_group.value(prob, jnp.asarray(unpack(x))))  # noqa: E731
+    x0 = np.concatenate([np.eye(d)[tril], np.zeros(d)]) if symmetric else np.concatenate([np.eye(d).ravel(), np.zeros(d)])
+    runs = [scipy.optimize.minimize(f, x0 + 0.3 * rng.normal(size=x0.shape) * (s > 0), method="BFGS",
+                                    options=dict(gtol=1e-10, maxiter=5000)) for s in range(4)]
+    best_run = min(runs, key=lambda r: r.fun)
+    best = best_run.fun
+    if symmetric:  # convex: Newton from any start reaches the optimum
+        np.testing.assert_allclose(float(res.value), best, rtol=1e-7)
+        assert float(res.value) <= best + 1e-12
+        A = res.B[:, :d]
+        np.testing.assert_allclose(A, A.T, atol=1e-14)
+        assert np.all(np.linalg.eigvalsh(A) > 0)
+    else:  # non-convex: a stationary point from the identity, the best optimum from scipy's best point
+        assert float(res.value) >= best - 1e-9
+        polished = _group.newton(prob, jnp.asarray(unpack(best_run.x)), tol=1e-12, max_iter=200)
+        assert bool(polished.converged)
+        assert float(polished.value) <= best + 1e-12
+        np.testing.assert_allclose(float(polished.value), best, rtol=1e-8)
