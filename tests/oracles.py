@@ -14,6 +14,9 @@ Conventions: a family is ``priors [k, m]`` (joint P(Y=i, A=a), sums to 1), ``mea
     nu [k, d], Gamma [k, d, d], pi [k]   the template N(nu_i, Gamma_i) and base rates
 
 ``kl`` is always recomputed in numpy from the returned target family (``kl_family``).
+``all_groups`` adds ``at_boundary``, ``pi_min``, ``interior``, ``support``, ``objective``: the
+``all`` problem's infimum can be approached only as some base rate goes to 0 (in the symmetric
+form typically the reference class's); see ``all_groups``.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ __all__ = [
     "affirmative",
     "affirmative_cvxpy",
     "all_groups",
+    "all_groups_infimum",
     "univariate_affirmative_closed_form",
     "psd_sqrt",
     "psd_invsqrt",
@@ -534,14 +538,16 @@ def affirmative_cvxpy(priors, means, covs, *, reference=0, reference_class=0, to
 
 class _AllProblem:
     """Joint optimisation over the template (gauge nu_c = 0, Gamma_c = I), every group map, and
-    the base rates pi, which are profiled out exactly:
-        min_pi sum_a sum_i p_a pi_i [ln(pi_i / q(i|a)) + K_ia] = -logsumexp_i(-c_i),
-        c_i = sum_a p_a (K_ia - ln q(i|a)),   optimal pi = softmax(-c).
+    the base rates pi, which are profiled out exactly on the support T (pi_i = 0 off T):
+        min_pi sum_a sum_i p_a pi_i [ln(pi_i / q(i|a)) + K_ia] = -logsumexp_{i in T}(-c_i),
+        c_i = sum_a p_a (K_ia - ln q(i|a)),   optimal pi = softmax_T(-c).
     Symmetric form: A_a = L_a L_a^T SPD; affine form: A_a free."""
 
-    def __init__(self, priors, means, covs, form, c):
+    def __init__(self, priors, means, covs, form, c, support):
         self.k, self.m, self.d = means.shape
         self.form, self.c = form, c
+        self.support = np.zeros(self.k, dtype=bool)
+        self.support[list(support)] = True
         self.p = priors.sum(0)
         self.logbase = np.log(priors / self.p)
         self.mu = means
@@ -605,7 +611,7 @@ class _AllProblem:
         quad = np.sum(e * Pe, axis=-1)
         K = 0.5 * (tr + quad - d + self.ldS - ldG[:, None] - 2.0 * lad[None, :])
         cvec = np.sum(self.p[None, :] * (K - self.logbase), axis=1)
-        z = -cvec
+        z = np.where(self.support, -cvec, -np.inf)
         zmax = np.max(z)
         lse = zmax + np.log(np.sum(np.exp(z - zmax)))
         pi = np.exp(z - lse)
@@ -613,6 +619,7 @@ class _AllProblem:
 
     def value_grad(self, x):
         ev = self.evaluate(x)
+        self._last = (np.array(x, dtype=float), ev["pi"])
         nu, Gam, LG, LA, A, b, Pe, AG = (ev[s] for s in ("nu", "Gam", "LG", "LA", "A", "b", "Pe", "AG"))
         w = ev["pi"][:, None] * self.p[None, :]  # q~[i, a] = dF/dK_ia
         gA = (np.einsum("km,kmij,kmjl->mil", w, self.P, AG)
@@ -636,6 +643,17 @@ class _AllProblem:
         parts.append(gb.ravel())
         return ev["f"], np.concatenate(parts)
 
+    def min_pi(self, x):
+        last = getattr(self, "_last", None)
+        if last is not None and np.array_equal(last[0], x):
+            return float(np.min(last[1][self.support]))
+        with np.errstate(all="ignore"):
+            try:
+                pi = self.evaluate(x)["pi"]
+            except np.linalg.LinAlgError:
+                return 0.0
+        return float(np.min(pi[self.support]))
+
 
 def _to_gauge(nu, Gam, A, b, c):
     """Re-express (template, maps) in the gauge nu_c = 0, Gamma_c = I (z' = Gamma_c^{-1/2}(z - nu_c))."""
@@ -650,26 +668,66 @@ def _to_gauge(nu, Gam, A, b, c):
     return nu2, Gam2, A2, b2
 
 
-def all_groups(priors, means, covs, *, form="symmetric", reference_class=0, n_starts=8, seed=0,
-               extra_starts=()):
-    """Intervention ``all``: every group moves; joint optimisation over the template, the maps and
-    the base rates (profiled exactly). Starts:
-      * for every reference group r: the affirmative optimum (this form; for ``affine`` also the
-        symmetric one) re-gauged -- so the answer is never worse than any affirmative one;
-      * for every group r: its subgroups as template with moment-based maps
-        (A_a = Sigma_ca^{1/2}, b_a = mu_ca);
-      * ``n_starts`` random perturbations of those (random orthogonal maps for ``affine``);
-      * ``affine`` only: the symmetric ``all_groups`` optimum (so affine <= symmetric);
-      * ``extra_starts``: (nu, Gamma, A, b) tuples in any gauge.
-    """
-    priors, means, covs = _check_family(priors, means, covs)
-    if form not in ("symmetric", "affine"):
-        raise ValueError(f"unknown form {form!r}")
-    k, m, d = means.shape
-    c = int(reference_class)
-    rng = np.random.default_rng(seed)
-    prob = _AllProblem(priors, means, covs, form, c)
+_ALL_MAXITER = 4000     # L-BFGS iterations per run (interior optima converge in a few hundred)
+_DRIFT_STOP = 1e-9      # a run is stopped once some supported pi_i falls below this
+_CONVERGED_GTOL = 1e-6  # final max |gradient| for a run to count as a stationary point
 
+
+def _all_runs(prob, starts, pi_tol):
+    """L-BFGS from every start; classify each run as interior (a stationary point with every
+    supported pi_i >= pi_tol) or drifting (towards a face of the simplex where a class vanishes,
+    or not converged). Polishes the best interior runs with Newton."""
+    fg = _safe(prob.value_grad)
+
+    def callback(intermediate_result):
+        if prob.min_pi(intermediate_result.x) < _DRIFT_STOP:
+            raise StopIteration
+
+    opts = dict(_LBFGS_OPTS, maxiter=_ALL_MAXITER)
+    runs = []
+    for x0 in starts:
+        f0, _ = fg(x0)
+        if not np.isfinite(f0):
+            continue
+        x, f = np.array(x0, dtype=float), f0
+        for _ in range(2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = so.minimize(fg, x, jac=True, method="L-BFGS-B", options=opts,
+                                  callback=callback)
+            f1, _ = fg(res.x)
+            if np.isfinite(f1) and f1 <= f:
+                x, f = np.array(res.x), f1
+            if prob.min_pi(x) < _DRIFT_STOP:
+                break
+        runs.append([f, x])
+    if not runs:
+        raise RuntimeError("no start had a finite objective")
+
+    def is_interior(x):
+        _, g = fg(x)
+        return prob.min_pi(x) >= pi_tol and float(np.max(np.abs(g))) < _CONVERGED_GTOL
+
+    runs.sort(key=lambda t: t[0])
+    # polish the best few candidates whose pi stays away from the boundary
+    n_pol = 0
+    for run in runs:
+        if n_pol >= 3:
+            break
+        f, x = run
+        if prob.min_pi(x) < pi_tol:
+            continue
+        xp, fp = _newton_polish(fg, x, max_iter=10)
+        if fp <= f:
+            run[0], run[1] = fp, xp
+        n_pol += 1
+    runs.sort(key=lambda t: t[0])
+    labelled = [(f, x, is_interior(x)) for f, x in runs]
+    return labelled
+
+
+def _all_starts(priors, means, covs, form, c, rng, n_starts, seed):
+    k, m, d = means.shape
     raw_starts = []  # (nu, Gam, A, b) in arbitrary gauge
     forms = ["symmetric"] if form == "symmetric" else ["symmetric", "affine"]
     for r in range(m):
@@ -682,37 +740,89 @@ def all_groups(priors, means, covs, *, form="symmetric", reference_class=0, n_st
         nu_r, Gam_r = means[:, r], covs[:, r]
         A0 = np.stack([psd_sqrt(covs[c, a]) for a in range(m)])
         b0 = means[c].copy()
-        # in gauge: template = whitened group r, maps = Sigma_ca^{1/2}
-        Hr = psd_invsqrt(covs[c, r])
+        Hr = psd_invsqrt(covs[c, r])  # template = whitened group r, maps = Sigma_ca^{1/2}
         nu_g = (nu_r - nu_r[c]) @ Hr.T
         Gam_g = _sym(np.einsum("ij,kjl,lq->kiq", Hr, Gam_r, Hr))
         Gam_g[c] = np.eye(d)
         base_templates.append((nu_g, Gam_g))
         raw_starts.append((nu_g, Gam_g, A0, b0))
-    for s in range(n_starts):
+    for _ in range(n_starts):
         nu_g, Gam_g = base_templates[rng.integers(m)]
         nu_s = nu_g + 0.3 * rng.normal(size=nu_g.shape)
         nu_s[c] = 0.0
         Gam_s = Gam_g.copy()
         for j in range(k):
-            if j == c:
-                continue
-            E = np.eye(d) + 0.3 * rng.normal(size=(d, d))
-            Gam_s[j] = _sym(E @ Gam_g[j] @ E.T) + 1e-3 * np.eye(d)
+            if j != c:
+                E = np.eye(d) + 0.3 * rng.normal(size=(d, d))
+                Gam_s[j] = _sym(E @ Gam_g[j] @ E.T) + 1e-3 * np.eye(d)
         A_s = np.empty((m, d, d))
         for a in range(m):
             Ra = psd_sqrt(covs[c, a])
             if form == "symmetric":
-                E = _random_spd(rng, d, spread=0.3)
-                A_s[a] = _sym(Ra @ E @ Ra)
+                A_s[a] = _sym(Ra @ _random_spd(rng, d, spread=0.3) @ Ra)
             else:
                 A_s[a] = Ra @ random_orthogonal(rng, d, det=1 if rng.random() < 0.5 else -1)
         b_s = means[c] + 0.3 * rng.normal(size=(m, d))
         raw_starts.append((nu_s, Gam_s, A_s, b_s))
+    return raw_starts
+
+
+def _all_result(priors, means, covs, prob, f, x, **extra):
+    ev = prob.evaluate(x)
+    pi, nu, Gam, A, b = ev["pi"], ev["nu"], ev["Gam"], ev["A"], ev["b"]
+    tp, tm, tc = ideal_family(nu, Gam, pi, prob.p, A, b)
+    return _result(priors, means, covs, tp, tm, tc, A=A, b=b, nu=nu, Gamma=Gam, pi=pi,
+                   objective=f, **extra)
+
+
+def all_groups(priors, means, covs, *, form="symmetric", reference_class=0, support=None,
+               n_starts=8, seed=0, extra_starts=(), pi_tol=1e-6):
+    """Intervention ``all``: every group moves; joint optimisation over the template (gauge
+    nu_c = 0, Gamma_c = I), the maps and the base rates (profiled exactly, pi_i = 0 off ``support``).
+
+    Starts: for every reference group r the affirmative optimum (this form; for ``affine`` also the
+    symmetric one) re-gauged, so the answer is never worse than any affirmative one; for every
+    group r its subgroups as template with maps A_a = Sigma_ca^{1/2}, b_a = mu_ca; ``n_starts``
+    random perturbations of those (random orthogonal maps for ``affine``); for ``affine`` the
+    symmetric ``all_groups`` answer (so affine <= symmetric); ``extra_starts`` (nu, Gamma, A, b).
+
+    CAUTION -- the infimum need not be attained. Reverse KL lets the target drop a class: runs
+    often drift towards pi_i -> 0 (the remaining classes then fit better), with template / maps
+    diverging in the gauge Gamma_c = I. Each run is therefore classified:
+      interior  a stationary point (max|grad| < 1e-6) with every supported pi_i >= ``pi_tol``;
+      drifting  stopped once some pi_i < 1e-9, or not converged.
+    Returned: the best run of either kind (a valid ideal family; ``kl`` <= every affirmative
+    value) in the main keys, with ``at_boundary`` (it is a drifting run), ``pi_min``, and
+    ``interior`` = the best interior stationary point as its own result dict (or None). For the
+    exact value on a face of the simplex use ``support`` (or ``all_groups_infimum``).
+
+    ``support``: classes allowed positive mass (default all). The symmetric form needs
+    ``reference_class`` in ``support`` (its condition is defined by that class); for the affine
+    form the reference class is only a gauge, and is replaced by min(support) when outside it.
+    """
+    priors, means, covs = _check_family(priors, means, covs)
+    if form not in ("symmetric", "affine"):
+        raise ValueError(f"unknown form {form!r}")
+    k, m, d = means.shape
+    c = int(reference_class)
+    support = tuple(range(k)) if support is None else tuple(sorted(set(int(i) for i in support)))
+    if not support:
+        raise ValueError("empty support")
+    if c not in support:
+        if form == "symmetric":
+            raise ValueError("symmetric form: reference_class must be in support")
+        c = support[0]
+    rng = np.random.default_rng(seed)
+    prob = _AllProblem(priors, means, covs, form, c, support)
+
+    raw_starts = _all_starts(priors, means, covs, form, c, rng, n_starts, seed)
     if form == "affine":
         sym = all_groups(priors, means, covs, form="symmetric", reference_class=c,
-                         n_starts=n_starts, seed=seed)
+                         support=support, n_starts=n_starts, seed=seed, pi_tol=pi_tol)
         raw_starts.append((sym["nu"], sym["Gamma"], sym["A"], sym["b"]))
+        if sym["interior"] is not None:
+            s = sym["interior"]
+            raw_starts.append((s["nu"], s["Gamma"], s["A"], s["b"]))
     raw_starts.extend(extra_starts)
 
     starts = []
@@ -725,12 +835,46 @@ def all_groups(priors, means, covs, *, form="symmetric", reference_class=0, n_st
                 continue
         starts.append(prob.pack(nu_g, Gam_g, A_g, b_g))
 
-    x, f, fs = _multistart(prob.value_grad, starts, n_polish=3)
-    ev = prob.evaluate(x)
-    pi, nu, Gam, A, b = ev["pi"], ev["nu"], ev["Gam"], ev["A"], ev["b"]
-    tp, tm, tc = ideal_family(nu, Gam, pi, prob.p, A, b)
-    return _result(priors, means, covs, tp, tm, tc, A=A, b=b, nu=nu, Gamma=Gam, pi=pi, form=form,
-                   reference_class=c, objective=f, start_values=fs)
+    runs = _all_runs(prob, starts, pi_tol)
+    common = dict(form=form, reference_class=c, support=support)
+    f_best, x_best, interior_best = runs[0]
+    interior_runs = [r for r in runs if r[2]]
+    interior = None
+    if interior_runs:
+        f_i, x_i, _ = interior_runs[0]
+        interior = _all_result(priors, means, covs, prob, f_i, x_i, at_boundary=False,
+                               pi_min=prob.min_pi(x_i), **common)
+    out = _all_result(priors, means, covs, prob, f_best, x_best, at_boundary=not interior_best,
+                      pi_min=prob.min_pi(x_best), interior=interior,
+                      start_values=np.array([r[0] for r in runs]),
+                      start_interior=np.array([r[2] for r in runs]), **common)
+    return out
+
+
+def all_groups_infimum(priors, means, covs, *, form="symmetric", reference_class=0, n_starts=8,
+                       seed=0, pi_tol=1e-6):
+    """Best value of the ``all`` problem over the closed simplex of base rates: ``all_groups``
+    on every support T (every nonempty class subset for ``affine``; those containing
+    ``reference_class`` for ``symmetric``), keeping the best family found on any of them.
+    ``by_support`` maps T to (best kl on T, interior kl on T or nan)."""
+    priors, means, covs = _check_family(priors, means, covs)
+    k = means.shape[0]
+    c = int(reference_class)
+    best = None
+    by_support = {}
+    for size in range(k, 0, -1):
+        for T in itertools.combinations(range(k), size):
+            if form == "symmetric" and c not in T:
+                continue
+            res = all_groups(priors, means, covs, form=form, reference_class=c, support=T,
+                             n_starts=n_starts, seed=seed, pi_tol=pi_tol)
+            inter = res["interior"]["kl"] if res["interior"] is not None else np.nan
+            by_support[T] = (res["kl"], inter)
+            if best is None or res["kl"] < best["kl"]:
+                best = res
+    out = dict(best)
+    out["by_support"] = by_support
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def nearest_ideal(
     reference_class: int = 0,
     tol: float | None = None,
     max_iter: int = 100,
-    max_outer: int = 500,
+    max_outer: int = 30,
     method: str = "auto",
 ) -> Solution:
     """The ideal family nearest to ``family`` in ``KL(θ̃ ‖ θ)`` (MATH §3).
@@ -128,7 +128,8 @@ def nearest_ideal(
         reference_class: the class ``c`` that defines the symmetric form's whitening (static).
         tol: relative optimality residual; default ``1e-10`` (float64) or ``1e-4`` (float32).
         max_iter: Newton steps per group solve.
-        max_outer: alternations of template / map / prior updates (``all``).
+        max_outer: at most this many block alternations (template, maps, priors) before the joint
+            Newton phase of ``all``; ``max_iter`` bounds that phase.
         method: ``"auto"`` uses the closed forms where MATH gives them (``d = 1``); ``"newton"``
             forces the iterative solver everywhere (for cross-checks).
 
@@ -157,8 +158,8 @@ def nearest_ideal(
         covs=family.covs.reshape((-1, k, m, d, d)),
     )
     out = _solve_flat(
-        flat.priors, flat.means, flat.covs, intervention=intervention,
-        reference=int(reference), reference_class=int(reference_class),
+        flat.priors, flat.means, flat.covs, jnp.asarray(int(reference)), intervention=intervention,
+        reference_class=int(reference_class),
         symmetric=form == "symmetric", tol=tol, max_iter=int(max_iter), max_outer=int(max_outer),
         use_closed_form=method == "auto",
     )
@@ -182,19 +183,20 @@ def nearest_ideal(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("intervention", "reference", "reference_class", "symmetric", "tol", "max_iter",
+    static_argnames=("intervention", "reference_class", "symmetric", "tol", "max_iter",
                      "max_outer", "use_closed_form"),
 )
-def _solve_flat(q, mu, S, *, intervention, reference, reference_class, symmetric, tol, max_iter,
+def _solve_flat(q, mu, S, reference, *, intervention, reference_class, symmetric, tol, max_iter,
                 max_outer, use_closed_form):
     """All problems of a flattened batch ``[n, ...]`` at once (one compilation per shape and options)."""
-    opts = dict(reference=reference, reference_class=reference_class, symmetric=symmetric, tol=tol,
+    opts = dict(reference_class=reference_class, symmetric=symmetric, tol=tol,
                 max_iter=max_iter, use_closed_form=use_closed_form)
     if intervention == "affirmative":
         fn = functools.partial(_affirmative_one, **opts)
     else:
         fn = functools.partial(all_groups.solve_one, max_outer=max_outer, **opts)
-    return jax.vmap(fn)(q, mu, S)
+    # `reference` is traced (one compilation serves every reference group).
+    return jax.vmap(fn, in_axes=(0, 0, 0, None))(q, mu, S, reference)
 
 
 def _check_options(family, intervention, form, reference, reference_class, method, max_iter, max_outer):
@@ -239,7 +241,7 @@ def _check_options(family, intervention, form, reference, reference_class, metho
 # One affirmative problem with envelope-theorem KL and implicit derivatives.
 
 
-def _affirmative_one(q, mu, S, *, reference, reference_class, symmetric, tol, max_iter, use_closed_form):
+def _affirmative_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form):
     r, c = reference, reference_class
     sg_stop = jax.lax.stop_gradient((q, mu, S))
     raw, _ = affirmative.solve(*sg_stop, reference=r, reference_class=c, symmetric=symmetric,
