@@ -48,8 +48,14 @@ def oracle(shape, b, intervention, form, reference=0):
 def test_converged_and_consistent(shape, intervention, form):
     sol = solve(shape, intervention, form)
     fam = family(shape)
-    assert np.all(sol.converged), sol.residual
-    assert np.all(sol.residual <= 1e-10)
+    for b in range(N_BATCH):
+        if not bool(sol.converged[b]):
+            # Only acceptable where the problem has no minimiser (symmetric `all`, see README):
+            # the oracle must find the infimum at the boundary π_c → 0 too.
+            assert (intervention, form) == ("all", "symmetric"), sol.residual
+            assert oracle(shape, b, intervention, form)["at_boundary"]
+        else:
+            assert float(sol.residual[b]) <= 1e-10
     np.testing.assert_allclose(sol.kl, js.kl_divergence(sol.target, fam), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(sol.kl, sol.kl_priors + sol.kl_features, rtol=1e-12)
     np.testing.assert_allclose(sol.kl_features, jnp.sum(sol.target.priors * sol.subgroup_kl, axis=(-2, -1)),
@@ -98,6 +104,13 @@ def test_matches_oracle(shape, intervention, form):
     for b in range(N_BATCH):
         ref = oracle(shape, b, intervention, form)
         ours = float(sol.kl[b])
+        if ref.get("at_boundary"):
+            # No minimiser: the infimum drops the reference class. We must not claim a stationary
+            # point that is not one, and must be no worse than the best interior stationary point.
+            assert not bool(sol.converged[b])
+            if ref["interior"] is not None:
+                assert ours <= ref["interior"]["kl"] + 1e-8
+            continue
         assert ours <= ref["kl"] + 1e-8 * max(1.0, ref["kl"]), (ours, ref["kl"])
         np.testing.assert_allclose(ours, ref["kl"], rtol=1e-6, atol=1e-9)
         if intervention == "affirmative" and form == "symmetric":

@@ -32,7 +32,8 @@ class Template(NamedTuple):
 
     ``means [..., k, d]``, ``covs [..., k, d, d]``, ``base_rates [..., k]`` (``π_i``, equal in every group).
     For intervention ``affirmative`` template coordinates are the reference group's own coordinates;
-    for ``all`` they are gauge-fixed so that the reference class is ``N(0, I)``.
+    for ``all`` they are gauge-fixed: the reference class is ``N(0, I)`` and, in the affine form,
+    group 0's map is symmetric positive definite.
     """
 
     means: jax.Array
@@ -124,7 +125,8 @@ def nearest_ideal(
             base rates become a common ``π`` (restarted from every group as reference, best kept).
         form: ``"symmetric"`` — the paper's family (template-to-group maps ``A_a Γ_c^{1/2}`` symmetric
             positive definite); ``"affine"`` — any invertible affine maps (never worse).
-        reference: the group held fixed by ``affirmative`` (static int in ``[0, m)``).
+        reference: the group held fixed by ``affirmative`` (an int in ``[0, m)``; traced, so one
+            compilation serves every value). Ignored by ``all``, which restarts from every group.
         reference_class: the class ``c`` that defines the symmetric form's whitening (static).
         tol: relative optimality residual; default ``1e-10`` (float64) or ``1e-4`` (float32).
         max_iter: Newton steps per group solve.

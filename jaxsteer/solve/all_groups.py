@@ -304,6 +304,23 @@ def residual_fn(q, sg, r, *, c: int, symmetric: bool):
     return f
 
 
+def _canonical_gauge(x: Params) -> Params:
+    """Rotate template coordinates so that group 0's map is symmetric positive definite.
+
+    The solver's gauge depends on which restart won; this makes the reported template and maps a
+    function of the target alone. With ``S = (A_0 A_0ᵀ)^{1/2}`` and ``Q = S A_0⁻ᵀ`` (orthogonal),
+    ``z ↦ Q z`` keeps ``u_c = 0, G_c = I`` and gives ``A_0 Qᵀ = S``.
+    """
+    A0 = x.B[0, :, :-1]
+    S = _linalg.psd_sqrt(A0 @ A0.T)
+    Q = S @ jnp.linalg.inv(A0).T
+    A = jnp.einsum("aij,kj->aik", x.B[:, :, :-1], Q)
+    B = jnp.concatenate([A, x.B[:, :, -1:]], axis=2)
+    u = jnp.einsum("ij,kj->ki", Q, x.u)
+    G = _linalg.sym(jnp.einsum("ij,kjl,ml->kim", Q, x.G, Q))
+    return Params(u, G, B, x.pi)
+
+
 def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form,
               max_outer):
     """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`."""
@@ -326,6 +343,8 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     f = residual_fn(q, sg, best, c=c, symmetric=symmetric)
     x = _common.implicit(f, run.x)
     x_val = jax.lax.stop_gradient(run.x)
+    if not symmetric:
+        x = _canonical_gauge(x)
     p = jnp.sum(q, axis=0)
     q_t = x.pi[:, None] * p[None, :]
     q_val = x_val.pi[:, None] * p[None, :]
