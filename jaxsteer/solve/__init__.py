@@ -131,7 +131,8 @@ def nearest_ideal(
         tol: relative optimality residual; default ``1e-10`` (float64) or ``1e-4`` (float32).
         max_iter: Newton steps per group solve.
         max_outer: at most this many block alternations (template, maps, priors) before the joint
-            Newton phase of ``all``; ``max_iter`` bounds that phase.
+            Newton phase of ``all``; ``max_iter`` bounds that phase. Problems with more than 1,500
+            variables skip the (dense) joint phase and alternate up to ``20 · max_outer`` times.
         method: ``"auto"`` uses the closed forms where MATH gives them (``d = 1``); ``"newton"``
             forces the iterative solver everywhere (for cross-checks).
 

@@ -107,6 +107,11 @@ class _Loop(NamedTuple):
 ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
+#: Largest variable count ``(k−1)(d+d²) + m·d(d+1) + k`` for the dense joint Newton phase (its
+#: Hessian is ``n × n``); larger problems use accelerated block descent only, for up to
+#: ``LONG_ALTERNATION_FACTOR · max_outer`` alternations.
+JOINT_NEWTON_MAX_VARS = 1500
+LONG_ALTERNATION_FACTOR = 20
 
 
 def _anderson(X, F, count, dtype):
@@ -182,6 +187,12 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
     n = flat0.shape[0]
     hist = jnp.zeros((ANDERSON_MEMORY, n), flat0.dtype)
     init = _Loop(x0, v0, jnp.asarray(0), jnp.asarray(jnp.inf, q.dtype), hist, hist, jnp.asarray(0))
+    if n > JOINT_NEWTON_MAX_VARS:
+        # Too many variables for a dense joint Hessian: accelerated block descent all the way.
+        def cond_long(s: _Loop):
+            return (s.it < LONG_ALTERNATION_FACTOR * max_outer) & (s.residual > tol) & jnp.isfinite(s.value)
+
+        return jax.lax.while_loop(cond_long, body, init)
     alt = jax.lax.while_loop(cond, body, init)
     # The blocks are strongly coupled (Σ̃_ia = A_a G_i A_aᵀ): block descent can crawl along a valley
     # for thousands of steps. Finish with damped Newton on all variables jointly.
