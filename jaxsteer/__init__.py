@@ -1,25 +1,35 @@
 """jaxsteer: optimal steering to exact fairness, in JAX.
 
-The data's path through the package: a :class:`GaussianFamily` (class × group Gaussian model) →
-:func:`nearest_ideal` (the nearest ideal family in KL) → a :class:`Solution` (target family, maps,
-sample weights, convergence diagnostics). :mod:`jaxsteer.ideal` checks ideal conditions and the
-exact fairness of Bayes rules.
+The data's path through the package: data ``(X, y, a)`` → :func:`fit_family` (class × group
+Gaussian model, :mod:`jaxsteer.estimate`) → :class:`GaussianFamily` → :func:`nearest_ideal` (the
+nearest ideal family in KL) → :class:`Solution` (target family, maps, sample weights, convergence
+diagnostics) → :func:`certificate` (Pinsker transfer bounds). :mod:`jaxsteer.ideal` checks ideal
+conditions and the exact fairness of Bayes rules; :mod:`jaxsteer.metrics` measures fairness of
+predictions.
 """
 
-from jaxsteer import ideal
+from jaxsteer import estimate, ideal, metrics
+from jaxsteer.certificates import Certificate, certificate
 from jaxsteer.divergence import kl_divergence
+from jaxsteer.estimate import SuffStats, fit_family
 from jaxsteer.family import GaussianFamily
 from jaxsteer.ideal import is_ideal
 from jaxsteer.solve import AffineMaps, Solution, Template, nearest_ideal
 
 __all__ = [
     "AffineMaps",
+    "Certificate",
     "GaussianFamily",
     "Solution",
+    "SuffStats",
     "Template",
+    "certificate",
+    "estimate",
+    "fit_family",
     "ideal",
     "is_ideal",
     "kl_divergence",
+    "metrics",
     "nearest_ideal",
 ]
 

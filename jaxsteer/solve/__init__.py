@@ -68,7 +68,9 @@ class Solution:
         weights: ``q̃ / q``, ``[..., k, m]``: the sample weights that realise the prior part.
         converged: ``[...]`` bool, ``residual <= tol``.
         iterations: ``[...]`` Newton steps (``affirmative``) or alternations (``all``).
-        residual: ``[...]`` final relative optimality residual (``‖Aᵀ∇F‖/W``, dimensionless).
+        residual: ``[...]`` final relative optimality residual, dimensionless: for every moving
+            group ``‖Aᵀ∇_{[A,b]}F‖_F / (W √d)`` (zero exactly at a stationary point; ``W`` the group's
+            total weight); for ``all`` also the template and base-rate blocks. The maximum is reported.
         intervention, form, reference, reference_class: the options used (static).
     """
 

@@ -59,7 +59,7 @@ class GroupProblem(NamedTuple):
 class GroupResult(NamedTuple):
     B: jax.Array  # [d, d+1]
     value: jax.Array  # F(B)
-    residual: jax.Array  # ‖Aᵀ ∇_B F‖_F / W
+    residual: jax.Array  # ‖Aᵀ ∇_B F‖_F / (W √d)
     iterations: jax.Array
     converged: jax.Array
 
@@ -118,11 +118,16 @@ def gradient(prob: GroupProblem, B) -> jax.Array:
 
 
 def relative_residual(prob: GroupProblem, B, grad=None) -> jax.Array:
-    """Affine-invariant stationarity measure ``‖Aᵀ ∇_B F‖_F / W`` (dimensionless)."""
+    """Affine-invariant stationarity measure ``‖Aᵀ ∇_B F‖_F / (W √d)`` (dimensionless).
+
+    At the optimum ``Aᵀ∇_A F = Σ_i w_i Aᵀ P_i (A G_i + e_i u_iᵀ) − W I`` vanishes; the measure is its
+    size relative to ``‖W I‖_F = W √d``, so it does not grow with the dimension.
+    """
     if grad is None:
         grad = gradient(prob, B)
     A, _ = split(B)
-    return jnp.linalg.norm(A.T @ grad) / jnp.sum(prob.w)
+    d = A.shape[-1]
+    return jnp.linalg.norm(A.T @ grad) / (jnp.sum(prob.w) * jnp.sqrt(float(d)))
 
 
 def hessian(prob: GroupProblem, B) -> jax.Array:

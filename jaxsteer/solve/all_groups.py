@@ -63,10 +63,10 @@ def _feature_objective(u, G, B, w, sg):
 
 
 def _template_residual(x: Params, w, sg, c: int):
-    """Relative stationarity of the template: ``‖G_i ∇_{G_i}‖``, ``‖∇_{u_i}‖`` over ``W_i`` (``i ≠ c``)."""
+    """Relative stationarity of the template: ``‖G_i ∇_{G_i}‖``, ``‖∇_{u_i}‖`` over ``W_i √d`` (``i ≠ c``)."""
     gu, gG = jax.grad(_feature_objective, argnums=(0, 1))(x.u, x.G, x.B, w, sg)
     gG = _linalg.sym(gG)
-    W = jnp.sum(w, axis=1)
+    W = jnp.sum(w, axis=1) * jnp.sqrt(float(x.u.shape[-1]))
     r_u = jnp.linalg.norm(gu, axis=-1) / W
     r_G = jnp.linalg.norm(jnp.einsum("kij,kjl->kil", x.G, gG), axis=(-2, -1)) / W
     keep = jnp.arange(x.u.shape[0]) != c
@@ -201,7 +201,7 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
 
 
 def joint_residual(x: Params, q, sg, sym_mask, c: int):
-    """Relative optimality residual of every block at ``x``: maps (``‖Aᵀ∇_B‖/W_a``), template
+    """Relative optimality residual of every block at ``x``: maps (``‖Aᵀ∇_B‖/(W_a√d)``), template
     (``‖G_i∇_{G_i}‖``, ``‖∇_{u_i}‖`` over ``W_i``) and base rates (``‖π − π*(x)‖₁``)."""
     p = jnp.sum(q, axis=0)
     w = x.pi[:, None] * p[None, :]
