@@ -58,10 +58,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds, for tests)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default=None, help="run only timing cases whose label contains this")
+    ap.add_argument("--skip-kl", action="store_true", help="skip the KL table")
     args = ap.parse_args(argv)
     out = dict(machine=machine(), kl=[], timing=[])
 
     shapes = [(2, 2, 1), (2, 2, 4), (3, 3, 3)] if not args.quick else [(2, 2, 2)]
+    if args.skip_kl:
+        shapes = []
     print("| family (k, m, d) | affirmative/symmetric | affirmative/affine | all/symmetric | all/affine |")
     print("|---|---|---|---|---|")
     for shape in shapes:
@@ -88,6 +92,8 @@ def main(argv=None) -> int:
     if args.quick:
         cases = [("one family d=4", 2, 2, 4, (), "affirmative", "symmetric"),
                  ("8 families d=3", 2, 2, 3, (8,), "all", "affine")]
+    if args.only:
+        cases = [c for c in cases if args.only in c[0]]
     print("\n| case | intervention/form | compile s | run s | per problem ms | converged | max residual |")
     print("|---|---|---|---|---|---|---|")
     for label, k, m, d, batch, inter, form in cases:
