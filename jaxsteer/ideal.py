@@ -204,7 +204,7 @@ def ideal_residuals(
 @partial(jax.jit, static_argnames=("form", "c"))
 def _residuals_impl(priors, means, covs, form, c):
     family = GaussianFamily(priors, means, covs, validate=False)
-    k, m, d = family.k, family.m, family.d
+    k, d = family.k, family.d
     nb = len(family.batch_shape)
 
     base = _safe_base_rates(family.priors)  # [..., k, m]
@@ -491,7 +491,7 @@ def bayes_rates_1d(family: GaussianFamily, cost, *, grid_size: int = 256) -> dic
     """
     _check_family(family, "bayes_rates_1d")
     _check_univariate(family, "bayes_rates_1d")
-    k, m = family.k, family.m
+    k = family.k
     if k > 2 and grid_size < 2:
         raise ValueError(f"grid_size: must be at least 2; got {grid_size}.")
     cost = _check_cost(cost, k, family.dtype, "bayes_rates_1d")
@@ -577,7 +577,7 @@ def bayes_rates_mc(family: GaussianFamily, cost, key, n: int = 200_000) -> dict:
         >>> mc["eo_gap"], mc["eo_gap_se"]
     """
     _check_family(family, "bayes_rates_mc")
-    k, m, d = family.k, family.m, family.d
+    k = family.k
     if int(n) < 1:
         raise ValueError(f"n: must be a positive number of samples per subgroup; got {n}.")
     n = int(n)

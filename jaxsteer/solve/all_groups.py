@@ -223,7 +223,6 @@ def _joint_newton(x0: Params, q, sg, sym_mask, *, c: int, tol, max_iter: int):
     a projection ``T`` (``T H T + (I − T)``, as in the one-group kernel). Dense autodiff Hessian: the
     variable count is ``(k−1)(d + d²) + m d(d+1) + k``."""
     k, m = q.shape
-    d = x0.u.shape[-1]
     dtype = x0.u.dtype
     keep = (jnp.arange(k) != c)
     z0 = jnp.log(x0.pi)

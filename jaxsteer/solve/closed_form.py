@@ -188,8 +188,6 @@ def univariate_all(q, mu, var, *, symmetric: bool, reference: int = 0, max_outer
         ``iterations`` and ``converged`` (the change of the objective in the last alternation).
     """
     r = reference
-    o = 1 - r
-    k = q.shape[0]
     p = jnp.sum(q, axis=0)
 
     def features(w):
@@ -229,6 +227,5 @@ def univariate_all(q, mu, var, *, symmetric: bool, reference: int = 0, max_outer
     pi, gamma, it, val, change = jax.lax.while_loop(cond, body, init)
     w = pi[:, None] * p[None, :]
     _, nu, tau2, b = _profile(gamma, mu, var, w, r)
-    del k, o
     return dict(value=val, gamma=gamma, nu=nu, tau2=tau2, b=b, pi=pi, iterations=it,
                 converged=change <= tol)
