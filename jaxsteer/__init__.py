@@ -8,19 +8,25 @@ conditions and the exact fairness of Bayes rules; :mod:`jaxsteer.metrics` measur
 predictions.
 """
 
-from jaxsteer import estimate, ideal, metrics
+from jaxsteer import estimate, ideal, maps, metrics
+from jaxsteer._base import NotFittedError
 from jaxsteer.certificates import Certificate, certificate
 from jaxsteer.divergence import kl_divergence
 from jaxsteer.estimate import SuffStats, fit_family
 from jaxsteer.family import GaussianFamily
 from jaxsteer.ideal import is_ideal
+from jaxsteer.maps import AffineMap
 from jaxsteer.solve import AffineMaps, Solution, Template, nearest_ideal
+from jaxsteer.steerer import Steerer
 
 __all__ = [
+    "AffineMap",
     "AffineMaps",
     "Certificate",
     "GaussianFamily",
+    "NotFittedError",
     "Solution",
+    "Steerer",
     "SuffStats",
     "Template",
     "certificate",
@@ -29,6 +35,7 @@ __all__ = [
     "ideal",
     "is_ideal",
     "kl_divergence",
+    "maps",
     "metrics",
     "nearest_ideal",
 ]

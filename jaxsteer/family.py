@@ -182,6 +182,28 @@ class GaussianFamily:
         """``q(i | a) = q[i, a] / p_a``, shape ``[..., k, m]``."""
         return self.priors / self.group_marginals[..., None, :]
 
+    def group_moments(self, base_rates: jax.Array | None = None):
+        """Mean and covariance of each group's class mixture (on ``log x`` for a log-normal family).
+
+        ``m_a = Σ_i q(i|a) μ_ia`` and ``S_a = Σ_i q(i|a) (Σ_ia + μ_ia μ_iaᵀ) − m_a m_aᵀ``.
+
+        Args:
+            base_rates: optional ``[..., k, m]`` mixture weights replacing ``q(i|a)``.
+
+        Returns:
+            ``(means [..., m, d], covs [..., m, d, d])``.
+
+        Example:
+            >>> m, S = fam.group_moments()
+        """
+        w = self.base_rates if base_rates is None else jnp.asarray(base_rates, self.dtype)
+        mean = jnp.einsum("...ia,...iad->...ad", w, self.means)
+        dev = self.means - mean[..., None, :, :]
+        cov = jnp.einsum("...ia,...iade->...ade", w, self.covs) + jnp.einsum(
+            "...ia,...iad,...iae->...ade", w, dev, dev
+        )
+        return mean, _linalg.sym(cov)
+
     def log_density(self, x: jax.Array) -> jax.Array:
         """Subgroup log-densities ``ln f_ia(x)`` for points ``x [..., n, d]`` → ``[..., n, k, m]``.
 
@@ -191,11 +213,12 @@ class GaussianFamily:
         z = jnp.log(x) if self.lognormal else x
         chol = jnp.linalg.cholesky(_linalg.sym(self.covs))  # [..., k, m, d, d]
         diff = z[..., :, None, None, :] - self.means[..., None, :, :, :]
-        sol = jax.scipy.linalg.solve_triangular(
-            jnp.broadcast_to(chol[..., None, :, :, :, :], diff.shape + (self.d,)),
-            diff[..., None],
-            lower=True,
-        )[..., 0]
+        # Whiten with the inverse Cholesky factor of each cell ([..., k, m, d, d], computed once)
+        # rather than broadcasting a triangular solve over the points, which would materialise an
+        # [n, k, m, d, d] array.
+        eye = jnp.broadcast_to(jnp.eye(self.d, dtype=chol.dtype), chol.shape)
+        linv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+        sol = jnp.einsum("...kmij,...nkmj->...nkmi", linv, diff)
         maha = jnp.sum(sol**2, axis=-1)
         logdet = _linalg.chol_logdet(chol)[..., None, :, :]
         out = -0.5 * (maha + logdet + self.d * math.log(2.0 * math.pi))

@@ -1,0 +1,127 @@
+"""Scikit-learn-style plumbing shared by :class:`~jaxsteer.Steerer` and the baselines.
+
+No dependency on scikit-learn: ``get_params`` / ``set_params`` read the constructor's signature,
+fitted attributes end in ``_``, and using an unfitted estimator raises :class:`NotFittedError`.
+Labels and groups may be any sortable values (ints, strings); they are encoded to codes
+``0..k−1`` / ``0..m−1`` in sorted order (``classes_``, ``groups_``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["NotFittedError", "BaseSteerer", "encode", "as_matrix", "like_input"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a steerer is used before ``fit`` (a ``ValueError`` and an ``AttributeError``,
+    as in scikit-learn)."""
+
+
+def as_matrix(X, name: str = "X", d: int | None = None) -> jax.Array:
+    """``X`` as a 2-D floating JAX array, with shape and finiteness checked (eagerly)."""
+    if isinstance(X, jax.core.Tracer):
+        arr = X
+    else:
+        arr = jnp.asarray(np.asarray(X) if not isinstance(X, jax.Array) else X)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array [n_samples, n_features], got shape {arr.shape}.")
+    if d is not None and arr.shape[1] != d:
+        raise ValueError(
+            f"{name}: has {arr.shape[1]} features but the steerer was fitted with {d}; pass data with "
+            f"the same columns as in fit."
+        )
+    if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
+        bad = np.argwhere(~np.isfinite(np.asarray(arr)))[0]
+        raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]}); impute or drop those rows.")
+    return arr
+
+
+def encode(values, known: np.ndarray | None, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encode labels to integer codes in sorted order.
+
+    Returns ``(codes [n] int32, categories)``. With ``known`` categories (at transform time), values
+    never seen in ``fit`` raise a ``ValueError`` naming the argument.
+    """
+    if isinstance(values, jax.core.Tracer):
+        raise ValueError(f"{name}: label encoding needs concrete values; call outside jit.")
+    v = np.asarray(values)
+    if v.ndim != 1:
+        v = v.reshape(-1) if v.ndim == 2 and 1 in v.shape else v
+    if v.ndim != 1 or v.shape[0] != n:
+        raise ValueError(f"{name}: expected a 1-D array of length {n} (one entry per row of X), got shape {np.shape(values)}.")
+    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        raise ValueError(f"{name}: contains NaN or inf.")
+    if known is None:
+        cats, codes = np.unique(v, return_inverse=True)
+        return codes.astype(np.int32).reshape(-1), cats
+    codes = np.searchsorted(known, v)
+    codes = np.clip(codes, 0, len(known) - 1)
+    unseen = known[codes] != v
+    if np.any(unseen):
+        raise ValueError(
+            f"{name}: value {v[np.argmax(unseen)]!r} was not seen in fit (known: {list(known)})."
+        )
+    return codes.astype(np.int32), known
+
+
+def like_input(out: jax.Array, X):
+    """Return numpy for numpy (or list) input, JAX for JAX input."""
+    if isinstance(X, jax.Array):
+        return out
+    return np.asarray(out)
+
+
+class BaseSteerer:
+    """``get_params`` / ``set_params`` / ``repr`` from the constructor, fitted-state checks."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor parameters as a dict (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters; unknown names raise ``ValueError``. Returns ``self``."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"{key}: not a parameter of {type(self).__name__}; valid parameters: {valid}.")
+            setattr(self, key, value)
+        self._validate_params()
+        return self
+
+    def _validate_params(self) -> None:
+        """Check option values (subclasses); raise ValueError naming the parameter."""
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        parts = []
+        for name in self._param_names():
+            default = sig.parameters[name].default
+            value = getattr(self, name)
+            if default is inspect.Parameter.empty or not _same(value, default):
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _check_fitted(self, attr: str = "n_features_in_") -> None:
+        if not hasattr(self, attr):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit(X, y, a) before using it."
+            )
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) if not isinstance(a, (np.ndarray, jax.Array)) else False
+    except Exception:  # noqa: BLE001 - comparisons of exotic values
+        return a is b

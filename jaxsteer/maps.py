@@ -1,0 +1,445 @@
+"""Steering maps: turn a nearest-ideal :class:`~jaxsteer.Solution` into maps on data (MATH §4).
+
+Which map to use depends on what is known about a point:
+
+* **subgroup maps** (:func:`subgroup_maps`) need the label ``y`` and the group ``a``: the W2-optimal
+  (Monge) map from ``N(μ_ia, Σ_ia)`` to the target's ``N(μ̃_ia, Σ̃_ia)``. Pushing the training data
+  through them (and weighting it with :func:`sample_weights`) turns a sample of ``θ`` into a sample of
+  the ideal ``θ̃``: the pre-processing protocol.
+* **group maps** need only ``a`` (for representations at inference time):
+
+  - ``align`` (:func:`align_maps`): ``x ↦ A_a⁻¹(x − b_a)`` puts every group into the template's
+    coordinates, where the ideal family's class-conditional laws are the same in every group;
+  - ``moment`` (:func:`moment_maps`): the W2 map between the group's class mixture under ``θ`` and
+    under ``θ̃`` (first two moments);
+  - ``posterior`` (:class:`PosteriorMap`): ``Σ_i P_θ(Y=i | x, a) T_ia(x)``, the subgroup maps averaged
+    with the posterior class probabilities (not affine).
+
+Every map is a pytree. :class:`AffineMap` is invertible and composable; a log-normal family's maps
+act as ``x ↦ exp(T(log x))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsteer import _linalg
+from jaxsteer.family import GaussianFamily
+
+__all__ = [
+    "MAP_KINDS",
+    "AffineMap",
+    "PosteriorMap",
+    "w2_map",
+    "subgroup_maps",
+    "align_maps",
+    "moment_maps",
+    "posterior_map",
+    "group_maps",
+    "sample_weights",
+]
+
+#: The label-free group map kinds.
+MAP_KINDS = ("align", "moment", "posterior")
+
+# Up to this many maps, applying per-row maps evaluates every map on every row with one matrix
+# product (BLAS-3, n·G·d memory) and selects; above it, rows gather their own matrix in chunks
+# (n·d² work, chunk·d² memory) so that many maps (e.g. k·m subgroup maps) stay cheap.
+_DENSE_SELECT_MAX = 8
+_GATHER_CHUNK = 4096
+
+
+def _codes_to_index(codes, shape: tuple[int, ...], n_rows: int | None):
+    """Ravel per-row integer codes indexing the map axes ``shape`` into one flat index."""
+    idx = None
+    for j, (c, size) in enumerate(zip(codes, shape)):
+        c = jnp.asarray(c)
+        if not jnp.issubdtype(c.dtype, jnp.integer):
+            if isinstance(c, jax.core.Tracer):
+                raise ValueError(f"codes[{j}]: expected integer codes, got dtype {c.dtype}.")
+            cn = np.asarray(c)
+            if not np.all(np.isfinite(cn)) or np.any(cn != np.round(cn)):
+                raise ValueError(f"codes[{j}]: expected integer codes, got non-integer values.")
+            c = c.astype(jnp.int32)
+        if not isinstance(c, jax.core.Tracer):
+            cn = np.asarray(c)
+            if cn.size and (cn.min() < 0 or cn.max() >= size):
+                raise ValueError(
+                    f"codes[{j}]: code {int(cn.min() if cn.min() < 0 else cn.max())} is out of range "
+                    f"for a map axis of size {size} (codes must be in 0..{size - 1})."
+                )
+            if n_rows is not None and cn.shape != (n_rows,):
+                raise ValueError(f"codes[{j}]: expected shape ({n_rows},) to match x, got {cn.shape}.")
+        idx = c if idx is None else idx * size + c
+    return idx
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AffineMap:
+    """A batch of affine maps ``x ↦ A x + b`` (``x ↦ exp(A log x + b)`` when ``lognormal``).
+
+    Attributes:
+        A: ``[..., d, d]`` linear parts (invertible).
+        b: ``[..., d]`` offsets.
+        lognormal: static flag; the map acts on ``log x`` and returns ``exp`` of the result.
+
+    The leading axes index maps, e.g. ``[m]`` (one per group) or ``[k, m]`` (one per class and
+    group). :meth:`apply` either broadcasts them against ``x`` or, given per-row codes, applies to
+    each row the map its codes select.
+
+    Example:
+        >>> f = AffineMap(A=jnp.stack([jnp.eye(2), 2 * jnp.eye(2)]), b=jnp.zeros((2, 2)))
+        >>> f.apply(jnp.ones((3, 2)), jnp.array([0, 1, 1]))     # rows 1, 2 doubled
+        >>> f.inverse().apply(f.apply(x, a), a)                 # == x
+    """
+
+    A: jax.Array
+    b: jax.Array
+    lognormal: bool = dataclasses.field(default=False, metadata=dict(static=True))
+
+    def __post_init__(self):
+        A, b = self.A, self.b
+        if not isinstance(A, jax.core.Tracer) and hasattr(A, "shape"):
+            if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+                raise ValueError(f"A: expected square matrices [..., d, d], got shape {A.shape}.")
+            if getattr(b, "shape", None) is not None and b.shape[-1:] != A.shape[-1:]:
+                raise ValueError(f"b: expected shape [..., {A.shape[-1]}] to match A {A.shape}, got {b.shape}.")
+
+    # -- construction -----------------------------------------------------------------------------
+
+    @classmethod
+    def identity(cls, d: int, batch_shape: tuple[int, ...] = (), dtype=None, lognormal: bool = False):
+        """The identity map(s), ``A = I``, ``b = 0``, with the given batch shape.
+
+        Example:
+            >>> AffineMap.identity(3, (2,)).A.shape
+            (2, 3, 3)
+        """
+        dtype = dtype or jnp.result_type(float)
+        A = jnp.broadcast_to(jnp.eye(d, dtype=dtype), tuple(batch_shape) + (d, d))
+        return cls(A=A, b=jnp.zeros(tuple(batch_shape) + (d,), dtype), lognormal=lognormal)
+
+    # -- shape --------------------------------------------------------------------------------------
+
+    @property
+    def d(self) -> int:
+        return self.A.shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The map axes, e.g. ``(m,)`` or ``(k, m)``."""
+        return tuple(self.A.shape[:-2])
+
+    def __getitem__(self, idx) -> "AffineMap":
+        """Index the map axes: ``maps[a]``, ``subgroup[i]`` (all groups of class ``i``)."""
+        return AffineMap(self.A[idx], self.b[idx], self.lognormal)
+
+    # -- action -------------------------------------------------------------------------------------
+
+    def apply(self, x, *codes) -> jax.Array:
+        """Apply the maps to points.
+
+        Args:
+            x: ``[..., d]`` points (strictly positive for a log-normal map).
+            *codes: optional integer arrays ``[n]`` (``x`` then ``[n, d]``), one per leading map
+                axis: ``apply(x, a)`` for maps ``[m]``, ``apply(x, y, a)`` for maps ``[k, m]``; row
+                ``j`` goes through map ``[codes[0][j], codes[1][j], ...]``. Without codes the map
+                axes broadcast against the leading axes of ``x``.
+
+        Returns:
+            The mapped points, the shape of ``x`` (or the broadcast shape without codes).
+
+        Example:
+            >>> group_map.apply(X, a)           # X [n, d], a [n] → [n, d]
+        """
+        x = jnp.asarray(x)
+        if x.shape[-1:] != (self.d,):
+            raise ValueError(f"x: expected points [..., {self.d}], got shape {x.shape}.")
+        z = jnp.log(x) if self.lognormal else x
+        if not codes:
+            out = jnp.einsum("...ij,...j->...i", self.A, z) + self.b
+        else:
+            nc = len(codes)
+            if len(self.batch_shape) != nc:
+                raise ValueError(
+                    f"codes: got {nc} code array(s) for maps with axes {self.batch_shape}; pass one "
+                    f"integer code array per map axis (e.g. apply(x, a) for [m] maps, apply(x, y, a) "
+                    f"for [k, m] maps)."
+                )
+            if z.ndim != 2:
+                raise ValueError(f"x: with per-row codes expected points [n, d], got shape {x.shape}.")
+            G = int(np.prod(self.batch_shape))
+            idx = _codes_to_index(codes, self.batch_shape, z.shape[0])
+            A = self.A.reshape((G, self.d, self.d))
+            b = self.b.reshape((G, self.d))
+            out = _apply_selected(A, b, z, idx)
+        return jnp.exp(out) if self.lognormal else out
+
+    __call__ = apply
+
+    def inverse(self) -> "AffineMap":
+        """The inverse maps ``x ↦ A⁻¹(x − b)`` (same batch shape).
+
+        Example:
+            >>> f.inverse().compose(f).A   # identity
+        """
+        Ainv = jnp.linalg.inv(self.A)
+        return AffineMap(Ainv, -jnp.einsum("...ij,...j->...i", Ainv, self.b), self.lognormal)
+
+    def compose(self, inner: "AffineMap") -> "AffineMap":
+        """``self ∘ inner``: the map ``x ↦ self(inner(x))`` (batch axes broadcast).
+
+        Example:
+            >>> g.compose(f).apply(x) == g.apply(f.apply(x))
+        """
+        if not isinstance(inner, AffineMap):
+            raise TypeError(f"inner: expected an AffineMap, got {type(inner).__name__}.")
+        if inner.lognormal != self.lognormal:
+            raise ValueError("inner: cannot compose a log-normal map with a Gaussian one (lognormal flags differ).")
+        if inner.d != self.d:
+            raise ValueError(f"inner: dimension {inner.d} does not match {self.d}.")
+        A = self.A @ inner.A
+        b = jnp.einsum("...ij,...j->...i", self.A, inner.b) + self.b
+        return AffineMap(A, b, self.lognormal)
+
+    def __repr__(self) -> str:
+        kind = "log-normal " if self.lognormal else ""
+        return f"AffineMap({kind}d={self.d}, batch_shape={self.batch_shape}, dtype={self.A.dtype})"
+
+
+def _apply_selected(A, b, z, idx):
+    """Row ``j`` of ``z [n, d]`` through map ``idx[j]`` of ``A [G, d, d]``, ``b [G, d]``."""
+    G, n = A.shape[0], z.shape[0]
+    if G <= _DENSE_SELECT_MAX:
+        allmaps = jnp.einsum("gij,nj->ngi", A, z) + b  # [n, G, d]
+        return jnp.take_along_axis(allmaps, idx[:, None, None], axis=1)[:, 0, :]
+
+    def rows(args):
+        zc, ic = args
+        return jnp.einsum("nij,nj->ni", A[ic], zc) + b[ic]
+
+    return jax.lax.map(rows, (z, idx), batch_size=min(_GATHER_CHUNK, max(n, 1)))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PosteriorMap:
+    """``x ↦ Σ_i P_θ(Y=i | x, a) T_ia(x)``: the subgroup maps averaged by posterior class probabilities.
+
+    Needs only the group ``a``. Not affine and in general not invertible. Build it with
+    :func:`posterior_map`.
+
+    Attributes:
+        source: the (unbatched) fitted family ``θ`` giving the posteriors.
+        subgroup: the subgroup :class:`AffineMap` ``[k, m]``.
+    """
+
+    source: GaussianFamily
+    subgroup: AffineMap
+
+    @property
+    def d(self) -> int:
+        return self.subgroup.d
+
+    @property
+    def lognormal(self) -> bool:
+        return self.subgroup.lognormal
+
+    def posteriors(self, x, a) -> jax.Array:
+        """``P_θ(Y=i | x, a)`` for ``x [n, d]``, ``a [n]`` → ``[n, k]``."""
+        x = jnp.asarray(x)
+        a = _codes_to_index((a,), (self.source.m,), x.shape[0])
+        logf = self.source.log_density(x)  # [n, k, m]
+        logq = jnp.log(self.source.priors)  # [k, m]
+        joint = jnp.take_along_axis(logf + logq, a[:, None, None], axis=2)[..., 0]  # [n, k]
+        return jax.nn.softmax(joint, axis=-1)
+
+    def apply(self, x, a) -> jax.Array:
+        """Steer points ``x [n, d]`` of groups ``a [n]``; returns ``[n, d]``.
+
+        Example:
+            >>> posterior_map(fam, sol).apply(X, a)
+        """
+        x = jnp.asarray(x)
+        if x.ndim != 2 or x.shape[-1] != self.d:
+            raise ValueError(f"x: expected points [n, {self.d}], got shape {x.shape}.")
+        post = self.posteriors(x, a)
+        z = jnp.log(x) if self.lognormal else x
+        lin = AffineMap(self.subgroup.A, self.subgroup.b)  # act on z directly
+        k = self.source.k
+        out = sum(post[:, i, None] * lin[i].apply(z, a) for i in range(k))
+        return jnp.exp(out) if self.lognormal else out
+
+    __call__ = apply
+
+    def inverse(self):
+        raise NotImplementedError(
+            "PosteriorMap is not invertible in closed form (it is not affine); use map='align' or "
+            "'moment' if you need inverse_transform."
+        )
+
+    def __repr__(self) -> str:
+        return f"PosteriorMap(k={self.source.k}, m={self.source.m}, d={self.d})"
+
+
+# -- constructors ------------------------------------------------------------------------------------
+
+
+def w2_map(mean0, cov0, mean1, cov1, *, lognormal: bool = False) -> AffineMap:
+    """The W2-optimal (Monge) map from ``N(mean0, cov0)`` to ``N(mean1, cov1)``.
+
+    ``T(x) = mean1 + M (x − mean0)`` with ``M = S^{-1/2} (S^{1/2} Σ₁ S^{1/2})^{1/2} S^{-1/2}``,
+    ``S = cov0`` (symmetric positive definite; eigh-based square roots).
+
+    Args:
+        mean0, mean1: ``[..., d]``; cov0, cov1: ``[..., d, d]`` SPD; batch axes broadcast.
+        lognormal: mark the map log-normal (moments are then those of ``log x``).
+
+    Example:
+        >>> T = w2_map(jnp.zeros(2), jnp.eye(2), jnp.ones(2), 4 * jnp.eye(2))
+        >>> T.A   # 2 I
+    """
+    mean0, mean1 = jnp.asarray(mean0), jnp.asarray(mean1)
+    root, inv_root = _linalg.psd_sqrt_and_inv_sqrt(cov0)
+    middle = _linalg.psd_sqrt(root @ jnp.asarray(cov1) @ root)
+    M = _linalg.sym(inv_root @ middle @ inv_root)
+    b = mean1 - jnp.einsum("...ij,...j->...i", M, mean0)
+    return AffineMap(M, b, lognormal)
+
+
+def _check_pair(source: GaussianFamily, target: GaussianFamily) -> None:
+    if not isinstance(source, GaussianFamily):
+        raise TypeError(f"source: expected a GaussianFamily, got {type(source).__name__}.")
+    if not isinstance(target, GaussianFamily):
+        raise TypeError(f"target: expected a GaussianFamily (e.g. solution.target), got {type(target).__name__}.")
+    if source.means.shape[-3:] != target.means.shape[-3:]:
+        raise ValueError(
+            f"target: its (k, m, d) = {target.means.shape[-3:]} differs from the source family's "
+            f"{source.means.shape[-3:]}; pass the family the solution was computed from."
+        )
+    if source.lognormal != target.lognormal:
+        raise ValueError("target: lognormal flag differs from the source family's.")
+
+
+def _target_of(solution_or_target) -> GaussianFamily:
+    return getattr(solution_or_target, "target", solution_or_target)
+
+
+def subgroup_maps(source: GaussianFamily, target) -> AffineMap:
+    """Per-subgroup W2 maps ``T_ia`` from ``θ`` to ``θ̃`` (need ``y`` and ``a``).
+
+    Args:
+        source: the family ``θ`` the data follow.
+        target: the ideal family ``θ̃`` or a :class:`~jaxsteer.Solution` (its ``target`` is used).
+
+    Returns:
+        :class:`AffineMap` with batch shape ``[..., k, m]``; ``maps.apply(X, y, a)`` steers labelled
+        data. Subgroup ``(i, a)``'s mean and covariance are carried exactly onto the target's.
+
+    Example:
+        >>> sol = nearest_ideal(fam)
+        >>> X_fair = subgroup_maps(fam, sol).apply(X, y, a)
+    """
+    target = _target_of(target)
+    _check_pair(source, target)
+    return w2_map(source.means, source.covs, target.means, target.covs, lognormal=source.lognormal)
+
+
+def align_maps(solution) -> AffineMap:
+    """``x ↦ A_a⁻¹(x − b_a)``: every group into the ideal family's template coordinates.
+
+    Under ``θ̃`` the aligned class-conditional laws are ``N(ν_i, Γ_i)`` in every group, so one
+    classifier serves all groups. For ``affirmative`` the template coordinates are the reference
+    group's own (its map is the identity).
+
+    Args:
+        solution: a :class:`~jaxsteer.Solution`.
+
+    Returns:
+        :class:`AffineMap` ``[..., m]``; apply with ``maps.apply(X, a)``.
+
+    Example:
+        >>> Z = align_maps(sol).apply(X, a)
+    """
+    maps = solution.maps
+    return AffineMap(maps.A, maps.b, solution.target.lognormal).inverse()
+
+
+def moment_maps(source: GaussianFamily, target) -> AffineMap:
+    """W2 map between each group's class mixture under ``θ`` and under ``θ̃`` (first two moments).
+
+    Args:
+        source: the family ``θ``.
+        target: ``θ̃`` or a :class:`~jaxsteer.Solution`.
+
+    Returns:
+        :class:`AffineMap` ``[..., m]``; apply with ``maps.apply(X, a)``.
+
+    Example:
+        >>> X_fair = moment_maps(fam, sol).apply(X, a)
+    """
+    target = _target_of(target)
+    _check_pair(source, target)
+    m0, S0 = source.group_moments()
+    m1, S1 = target.group_moments()
+    return w2_map(m0, S0, m1, S1, lognormal=source.lognormal)
+
+
+def posterior_map(source: GaussianFamily, target) -> PosteriorMap:
+    """``x ↦ Σ_i P_θ(Y=i | x, a) T_ia(x)`` (needs only ``a``).
+
+    Args:
+        source: the unbatched family ``θ``.
+        target: ``θ̃`` or a :class:`~jaxsteer.Solution`.
+
+    Example:
+        >>> X_fair = posterior_map(fam, sol).apply(X, a)
+    """
+    target = _target_of(target)
+    _check_pair(source, target)
+    if source.batch_shape:
+        raise ValueError("source: posterior_map needs one unbatched family; index the batch first.")
+    return PosteriorMap(source, subgroup_maps(source, target))
+
+
+def group_maps(source: GaussianFamily, solution, kind: str = "align"):
+    """The label-free group map of the given ``kind`` (``"align"``, ``"moment"``, ``"posterior"``).
+
+    Example:
+        >>> f = group_maps(fam, sol, "moment"); X_fair = f.apply(X, a)
+    """
+    if kind == "align":
+        if not hasattr(solution, "maps"):
+            raise TypeError("solution: map 'align' needs a Solution (with its maps), not a bare family.")
+        return align_maps(solution)
+    if kind == "moment":
+        return moment_maps(source, solution)
+    if kind == "posterior":
+        return posterior_map(source, solution)
+    raise ValueError(f"kind: unknown group map {kind!r}; choose one of {MAP_KINDS}.")
+
+
+def sample_weights(solution_or_weights, y, a) -> jax.Array:
+    """Per-row weights ``q̃[y, a] / q[y, a]`` that realise the prior part of the target on data.
+
+    Args:
+        solution_or_weights: a :class:`~jaxsteer.Solution` (its ``weights [k, m]``) or a
+            ``[k, m]`` array.
+        y, a: ``[n]`` class and group codes.
+
+    Returns:
+        ``[n]`` weights (mean about 1 on data drawn from ``θ``).
+
+    Example:
+        >>> clf.fit(X_fair, y, sample_weight=np.asarray(sample_weights(sol, y, a)))
+    """
+    w = jnp.asarray(getattr(solution_or_weights, "weights", solution_or_weights))
+    if w.ndim != 2:
+        raise ValueError(f"solution_or_weights: expected weights [k, m] (unbatched), got shape {w.shape}.")
+    idx = _codes_to_index((y, a), w.shape, None)
+    return w.reshape(-1)[idx]
