@@ -66,7 +66,7 @@ def encode(values, known: np.ndarray | None, name: str, n: int) -> tuple[np.ndar
     unseen = known[codes] != v
     if np.any(unseen):
         raise ValueError(
-            f"{name}: value {v[np.argmax(unseen)]!r} was not seen in fit (known: {list(known)})."
+            f"{name}: value {v[np.argmax(unseen)].item()!r} was not seen in fit (known: {known.tolist()})."
         )
     return codes.astype(np.int32), known
 

@@ -39,6 +39,7 @@ __all__ = [
     "bayes_rates_1d",
     "bayes_rates_mc",
     "js_divergence_1d",
+    "bayes_predict",
 ]
 
 #: Forms of the ideal condition understood by :func:`ideal_residuals` and :func:`is_ideal`.
@@ -721,3 +722,51 @@ def _js_cells(wp, mp, sp, wq, mq, sq, panels, order):
         return 0.5 * jnp.sum(jac * (term(l1, lm) + term(l2, lm)))
 
     return jax.vmap(cell)(wp, mp, sp, wq, mq, sq)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Bayes rule on data
+# ---------------------------------------------------------------------------------------------
+
+
+def bayes_predict(family: GaussianFamily, x, a, cost=None) -> jax.Array:
+    """The group-aware cost-sensitive Bayes rule ``h_C(x, a) = argmin_j Σ_i C[i,j] q(i|a) f_ia(x)``.
+
+    Args:
+        family: an unbatched :class:`GaussianFamily` (log-normal families take ``x`` on the
+            original, positive scale).
+        x: ``[n, d]`` points; a: ``[n]`` integer group codes.
+        cost: ``[k, k]`` cost matrix, ``C[i, j]`` = cost of predicting ``j`` for truth ``i``;
+            default ``1 − I`` (the MAP rule, minimum error).
+
+    Returns:
+        ``[n]`` int32 predicted class codes.
+
+    Example:
+        >>> y_hat = bayes_predict(sol.target, X, a)       # exactly fair on the ideal family
+    """
+    _check_family(family, "bayes_predict")
+    if family.batch_shape:
+        raise ValueError("family: bayes_predict needs one unbatched family; index the batch first.")
+    k, m = family.k, family.m
+    x = jnp.asarray(x, family.dtype)
+    if x.ndim != 2 or x.shape[1] != family.d:
+        raise ValueError(f"x: expected points [n, {family.d}], got shape {x.shape}.")
+    a = jnp.asarray(a)
+    if a.shape != x.shape[:1] or not jnp.issubdtype(a.dtype, jnp.integer):
+        raise ValueError(f"a: expected integer group codes of shape ({x.shape[0]},), got {a.dtype} {a.shape}.")
+    if not isinstance(a, jax.core.Tracer) and a.size and (int(a.min()) < 0 or int(a.max()) >= m):
+        raise ValueError(f"a: group codes must be in 0..{m - 1}.")
+    C = (1.0 - jnp.eye(k, dtype=family.dtype)) if cost is None else _check_cost(cost, k, family.dtype, "bayes_predict")
+    return _bayes_predict(family.priors, family.means, family.covs, family.lognormal, C, x, a)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _bayes_predict(priors, means, covs, lognormal, C, x, a):
+    fam = GaussianFamily(priors, means, covs, lognormal=lognormal, validate=False)
+    logf = fam.log_density(x)  # [n, k, m]
+    base = _safe_base_rates(priors)
+    logpi = jnp.where(base > 0, jnp.log(jnp.where(base > 0, base, 1.0)), -jnp.inf)
+    lp = jnp.take_along_axis(logf + logpi, a[:, None, None], axis=2)[..., 0]  # [n, k]
+    rel = jnp.exp(lp - jnp.max(lp, axis=-1, keepdims=True))
+    return jnp.argmin(rel @ C, axis=-1).astype(jnp.int32)

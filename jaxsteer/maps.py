@@ -219,11 +219,11 @@ def _apply_selected(A, b, z, idx):
         allmaps = jnp.einsum("gij,nj->ngi", A, z) + b  # [n, G, d]
         return jnp.take_along_axis(allmaps, idx[:, None, None], axis=1)[:, 0, :]
 
-    def rows(args):
-        zc, ic = args
-        return jnp.einsum("nij,nj->ni", A[ic], zc) + b[ic]
+    def row(args):  # lax.map with batch_size vmaps this over chunks of rows
+        zj, ij = args
+        return A[ij] @ zj + b[ij]
 
-    return jax.lax.map(rows, (z, idx), batch_size=min(_GATHER_CHUNK, max(n, 1)))
+    return jax.lax.map(row, (z, idx), batch_size=min(_GATHER_CHUNK, max(n, 1)))
 
 
 @jax.tree_util.register_dataclass
