@@ -5,10 +5,12 @@ Gaussian model, :mod:`jaxsteer.estimate`) → :class:`GaussianFamily` → :func:
 nearest ideal family in KL) → :class:`Solution` (target family, maps, sample weights, convergence
 diagnostics) → :func:`certificate` (Pinsker transfer bounds). :mod:`jaxsteer.ideal` checks ideal
 conditions and the exact fairness of Bayes rules; :mod:`jaxsteer.metrics` measures fairness of
-predictions.
+predictions; :mod:`jaxsteer.maps` turns a solution into steering maps and :class:`Steerer` wraps the
+whole path in a scikit-learn-style estimator; :mod:`jaxsteer.baselines` holds mean matching, MiMiC,
+LEACE and reweighing with the same interface.
 """
 
-from jaxsteer import estimate, ideal, maps, metrics
+from jaxsteer import baselines, estimate, ideal, maps, metrics
 from jaxsteer._base import NotFittedError
 from jaxsteer.certificates import Certificate, certificate
 from jaxsteer.divergence import kl_divergence
@@ -29,6 +31,7 @@ __all__ = [
     "Steerer",
     "SuffStats",
     "Template",
+    "baselines",
     "certificate",
     "estimate",
     "fit_family",
