@@ -8,7 +8,10 @@ parity) for every cost matrix ``C``. This module provides
   (the paper's Proposition 3.2) or from the *affine-template* condition (MATH §2);
 * :func:`bayes_rates_1d` — exact confusion rates, Bayes risk and fairness gaps of ``h_C`` for
   univariate families (any number of classes);
+* :func:`bayes_rates_linear` — the same, exact in any dimension, for binary families with equal
+  class covariances within each group (linear rules);
 * :func:`bayes_rates_mc` — the same quantities for any dimension by Monte Carlo, with standard errors;
+* :func:`bayes_predict` — the Bayes rule applied to data;
 * :func:`js_divergence_1d` — the Jensen–Shannon divergence of two univariate families by quadrature.
 
 Log-normal families (``family.lognormal``) are handled as the Gaussian family of ``log X``: the map
@@ -40,6 +43,7 @@ __all__ = [
     "bayes_rates_mc",
     "js_divergence_1d",
     "bayes_predict",
+    "bayes_rates_linear",
 ]
 
 #: Forms of the ideal condition understood by :func:`ideal_residuals` and :func:`is_ideal`.
@@ -770,3 +774,78 @@ def _bayes_predict(priors, means, covs, lognormal, C, x, a):
     lp = jnp.take_along_axis(logf + logpi, a[:, None, None], axis=2)[..., 0]  # [n, k]
     rel = jnp.exp(lp - jnp.max(lp, axis=-1, keepdims=True))
     return jnp.argmin(rel @ C, axis=-1).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact rates of linear Bayes rules (binary, equal covariances within each group)
+# ---------------------------------------------------------------------------------------------
+
+
+def bayes_rates_linear(family: GaussianFamily, cost, *, rtol: float = 1e-8) -> dict:
+    """Exact rates of the Bayes rule of a binary family with equal class covariances in every group.
+
+    When ``Σ_0a = Σ_1a = Σ_a`` the group-aware rule ``h(x, a) = 1`` iff ``w_0 f_0a(x) < w_1 f_1a(x)``
+    (``w_1 = (C[1,0] − C[1,1]) q(1|a)``, ``w_0 = (C[0,1] − C[0,0]) q(0|a)``) is linear: it
+    thresholds the log-likelihood ratio ``s(x) = δᵀΣ_a⁻¹x − ½(μ_1ᵀΣ_a⁻¹μ_1 − μ_0ᵀΣ_a⁻¹μ_0)``,
+    ``δ = μ_1 − μ_0``, which given ``Y = i`` is ``N(δᵀΣ_a⁻¹μ_i − …, δᵀΣ_a⁻¹δ)``. Every confusion
+    rate is then a normal CDF (exact to rounding, any ``d``). Every sign pattern of ``w_0, w_1`` is
+    handled (negative weights flip the inequality; mixed signs give a constant rule; ties predict 0).
+
+    Args:
+        family: ``k = 2`` family with ``covs[..., 0, a] == covs[..., 1, a]`` (checked to ``rtol``
+            on concrete input), any ``d`` and batch axes. Log-normal families: on ``log X``.
+        cost: ``[2, 2]`` cost matrix.
+
+    Returns:
+        The dict of :func:`bayes_rates_1d` (``confusion``, ``positive_rate``, ``error``, gaps,
+        ``tpr_gap``, ``fpr_gap``, ``eo_gap``, ``dp_gap``).
+
+    Raises:
+        ValueError: if ``k != 2``, the class covariances differ within a group (use
+            :func:`bayes_rates_mc`), or ``cost`` is not ``[2, 2]``.
+
+    Example:
+        >>> fam = GaussianFamily(priors, means, jnp.broadcast_to(S, (2, 2, d, d)))
+        >>> bayes_rates_linear(fam, jnp.array([[0., 1.], [1., 0.]]))["eo_gap"]
+    """
+    _check_family(family, "bayes_rates_linear")
+    if family.k != 2:
+        raise ValueError(f"family: bayes_rates_linear needs k = 2 classes, got k = {family.k}; use bayes_rates_mc.")
+    covs = family.covs
+    if not isinstance(covs, jax.core.Tracer):
+        c = np.asarray(covs)
+        scale = np.max(np.abs(c), axis=(-2, -1), keepdims=True)
+        if not np.allclose(c[..., 0, :, :, :], c[..., 1, :, :, :], rtol=0.0, atol=rtol * float(scale.max())):
+            raise ValueError(
+                "family: the class covariances differ within a group, so the Bayes rule is quadratic, "
+                "not linear; use bayes_rates_mc (any family) or bayes_rates_1d (d = 1)."
+            )
+    cost = _check_cost(cost, 2, family.dtype, "bayes_rates_linear")
+    return _rates_linear_impl(family.priors, family.means, family.covs, cost)
+
+
+@jax.jit
+def _rates_linear_impl(priors, means, covs, cost):
+    base = _safe_base_rates(priors)  # [..., 2, m]
+    S = _linalg.sym(0.5 * (covs[..., 0, :, :, :] + covs[..., 1, :, :, :]))  # [..., m, d, d]
+    mu0, mu1 = means[..., 0, :, :], means[..., 1, :, :]  # [..., m, d]
+    delta = mu1 - mu0
+    u = _linalg.spd_solve(S, delta)  # Σ⁻¹δ
+    v = jnp.sum(u * delta, axis=-1)  # δᵀΣ⁻¹δ
+    c0 = -0.5 * (jnp.sum(u * (mu1 + mu0), axis=-1))  # −½(μ1ᵀΣ⁻¹μ1 − μ0ᵀΣ⁻¹μ0) = −½ uᵀ(μ1 + μ0)
+    m_i = jnp.stack([jnp.sum(u * mu0, axis=-1), jnp.sum(u * mu1, axis=-1)], axis=-2) + c0[..., None, :]  # [..., 2, m]
+    w1 = (cost[1, 0] - cost[1, 1]) * base[..., 1, :]
+    w0 = (cost[0, 1] - cost[0, 0]) * base[..., 0, :]
+    both_pos = (w1 > 0) & (w0 > 0)
+    both_neg = (w1 < 0) & (w0 < 0)
+    ratio = jnp.where(both_pos | both_neg, w0 / jnp.where(both_pos | both_neg, w1, 1.0), 1.0)
+    t = jnp.log(ratio)[..., None, :]  # threshold on s, [..., 1, m]
+    sd = jnp.sqrt(jnp.maximum(v, 0.0))[..., None, :]
+    z = (m_i - t) / jnp.where(sd > 0, sd, 1.0)
+    above = jnp.where(sd > 0, ndtr(z), (m_i > t).astype(priors.dtype))  # P(s > t | Y = i)
+    below = 1.0 - above
+    const = ((w0 <= 0) & (w1 >= 0) & ~((w0 == 0) & (w1 == 0))).astype(priors.dtype)[..., None, :]
+    p1 = jnp.where(both_pos[..., None, :], above, jnp.where(both_neg[..., None, :], below, const))  # [..., 2, m]
+    p1 = jnp.swapaxes(p1, -1, -2)  # [..., m, i]
+    conf = jnp.stack([1.0 - p1, p1], axis=-1)  # [..., m, i, j]
+    return _summaries(conf, base, priors, cost)

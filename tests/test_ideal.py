@@ -535,3 +535,71 @@ def test_js_divergence_1d_batched_and_jit():
     np.testing.assert_allclose(jax.jit(js_divergence_1d)(batched, q), out, rtol=1e-13)
     with pytest.raises(ValueError, match="d == 1"):
         js_divergence_1d(_random_family(rng, 2, 2, 2), _random_family(rng, 2, 2, 2))
+
+
+# -- exact rates of linear rules -------------------------------------------------------------
+
+import jaxsteer as js  # noqa: E402
+from tests.conftest import random_family  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(2024)
+
+
+def _equal_cov_family(rng, d, batch=()):
+    q = rng.uniform(0.5, 1.5, batch + (2, 2))
+    q /= q.sum(axis=(-2, -1), keepdims=True)
+    mu = rng.normal(size=batch + (2, 2, d))
+    x = rng.normal(size=batch + (2, d, d))
+    S = x @ np.swapaxes(x, -1, -2) + 0.5 * np.eye(d)
+    return js.GaussianFamily(q, mu, np.stack([S, S], axis=-4))
+
+
+@pytest.mark.parametrize("cost", [[[0, 1], [1, 0]], [[0, 2], [1, 0]], [[0, -1], [-2, 0]], [[0, 1], [-1, 0]]])
+def test_bayes_rates_linear_matches_monte_carlo(rng, cost):
+    from jaxsteer import ideal as ideal_mod
+
+    fam = _equal_cov_family(rng, 3)
+    C = jnp.array(cost, float)
+    exact = ideal_mod.bayes_rates_linear(fam, C)
+    mc = ideal_mod.bayes_rates_mc(fam, C, jax.random.PRNGKey(1), 200_000)
+    tol = 5 * np.maximum(np.asarray(mc["confusion_se"]), 1e-4)
+    assert np.all(np.abs(np.asarray(exact["confusion"]) - np.asarray(mc["confusion"])) <= tol)
+    assert abs(float(exact["error"]) - float(mc["error"])) <= 5 * float(mc["error_se"]) + 1e-6
+
+
+def test_bayes_rates_linear_equals_exact_1d_and_batches(rng):
+    from jaxsteer import ideal as ideal_mod
+
+    fam = _equal_cov_family(rng, 1, batch=(3,))
+    C = jnp.array([[0.0, 1.0], [1.5, 0.0]])
+    lin = ideal_mod.bayes_rates_linear(fam, C)
+    one = ideal_mod.bayes_rates_1d(fam, C)
+    for key in ("confusion", "error", "eo_gap", "dp_gap"):
+        np.testing.assert_allclose(lin[key], one[key], atol=1e-12)
+    loop = [ideal_mod.bayes_rates_linear(fam[j], C)["eo_gap"] for j in range(3)]
+    np.testing.assert_allclose(lin["eo_gap"], loop, atol=1e-14)
+
+
+def test_bayes_rates_linear_errors(rng):
+    from jaxsteer import ideal as ideal_mod
+
+    with pytest.raises(ValueError, match="class covariances differ"):
+        ideal_mod.bayes_rates_linear(random_family(rng, 2, 2, 2), jnp.eye(2))
+    with pytest.raises(ValueError, match="needs k = 2"):
+        ideal_mod.bayes_rates_linear(random_family(rng, 3, 2, 2), jnp.eye(3))
+
+
+def test_bayes_predict_matches_rule(rng):
+    from jaxsteer import ideal as ideal_mod
+
+    fam = random_family(rng, 3, 2, 2)
+    x, y, a = fam.sample(jax.random.PRNGKey(0), 200)
+    pred = np.asarray(ideal_mod.bayes_predict(fam, x, a))
+    logf = np.asarray(fam.log_density(x))  # [n, k, m]
+    post = logf[np.arange(200), :, np.asarray(a)] + np.log(np.asarray(fam.base_rates)[:, np.asarray(a)].T)
+    np.testing.assert_array_equal(pred, post.argmax(-1))
+    mc = ideal_mod.bayes_rates_mc(fam, 1 - jnp.eye(3), jax.random.PRNGKey(2), 50_000)
+    assert abs(float(np.mean(pred != np.asarray(y))) - float(mc["error"])) < 0.1
