@@ -44,3 +44,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Flax-based and optional modules load on first use, so `import jaxsteer` stays light:
+    # jaxsteer.nn (Steer module, surgery), jaxsteer.losses (ideal_gap), jaxsteer.models (encoder).
+    if name in ("nn", "losses", "models"):
+        import importlib
+
+        return importlib.import_module(f"jaxsteer.{name}")
+    raise AttributeError(f"module 'jaxsteer' has no attribute {name!r}")

@@ -1,0 +1,398 @@
+"""Differentiable fairness losses on hidden states: the distance of a batch to its nearest ideal family.
+
+:func:`ideal_gap` fits the class×group Gaussian model ``θ(h)`` of a batch of hidden states (weighted,
+shrunk; :func:`~jaxsteer.fit_family`) and returns ``V(θ) = min_{θ̃ ideal} KL(θ̃ ‖ θ(h))`` (MATH §3):
+zero exactly when every cost-sensitive Bayes rule on the batch's model is fair, so adding it to a
+training loss pulls the representation towards one on which fair classification is free.
+
+**Gradient.** By the envelope theorem (MATH §7), ``∇_h V = ∇_h KL(θ̃(x) ‖ θ(h))`` at the optimal
+variables ``x*`` held fixed. The solver therefore runs on ``stop_gradient(θ)`` (its iterations are
+never differentiated, and no implicit-function machinery is traced) and the loss re-evaluates the
+objective at ``x*`` in closed form, differentiably in ``θ(h)``:
+
+* ``affirmative``: ``x*`` are the moving groups' maps in the template coordinates whitened by the
+  reference group's class-``c`` covariance (where the symmetric form's constraint set does not depend
+  on ``θ``); the reference group's own subgroups, and with them the template, move with ``θ``;
+* ``all``: ``x*`` are the template, every group's map and the base rates ``π``; the target's
+  subgroup Gaussians are then fixed and only ``q̃ = π p(θ)`` and ``θ`` move.
+
+**Warm start.** ``warm_start=previous_solution`` (from ``return_solution=True``) starts the
+``affirmative`` solver from the previous step's maps, so that a training step costs a couple of
+Newton steps instead of a full multi-start solve. The returned solution's ``converged`` flag says
+whether the warm solve reached ``tol``; if not, the value is that of the best point found (an upper
+bound of the gap) and the next warm step continues from it (or call again with ``warm_start=None``).
+In the ``affine`` form a warm start follows the local optimum it starts in (the cold solve picks
+the best of several starts); the ``symmetric`` form is convex and reaches the same optimum from any
+start.
+
+Example::
+
+    @jax.jit
+    def loss_fn(params, x, y, a, warm):
+        h = features(params, x)
+        gap, sol = jaxsteer.losses.ideal_gap(h, y, a, num_classes=2, num_groups=2,
+                                             warm_start=warm, return_solution=True)
+        return task_loss(params, h, y) + lam * gap, sol
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsteer import _linalg
+from jaxsteer.divergence import gaussian_kl
+from jaxsteer.estimate import fit_family
+from jaxsteer.family import GaussianFamily
+from jaxsteer.solve import (FORMS, INTERVENTIONS, AffineMaps, Solution, Template, default_tol,
+                            nearest_ideal)
+
+__all__ = ["ideal_gap", "kl_to_target", "batch_family"]
+
+
+def batch_family(h, y, a, *, num_classes: int, num_groups: int, shrinkage="ledoit_wolf",
+                 sample_weight=None, ddof=1) -> GaussianFamily:
+    """The class×group Gaussian model of a batch, differentiable in ``h`` (and ``sample_weight``).
+
+    ``fit_family(h, y, a, ...)`` with static ``num_classes``/``num_groups`` (so it jits). Eagerly,
+    the inputs are validated (every class×group cell needs at least 2 rows, and more than ``d``
+    without shrinkage); under ``jit`` nothing is checked and an empty cell gives NaN.
+    """
+    return fit_family(h, y, a, shrinkage=shrinkage, sample_weight=sample_weight,
+                      num_classes=int(num_classes), num_groups=int(num_groups), ddof=ddof)
+
+
+def _sg(x):
+    return jax.lax.stop_gradient(x)
+
+
+# -- envelope values -----------------------------------------------------------------------------------
+
+
+def _prior_parts(q, qt):
+    return jnp.sum(qt * (jnp.log(qt) - jnp.log(q)))
+
+
+def _affirmative_target(fam: GaussianFamily, Bw, r: int, c: int):
+    """Target priors, means, covs when the moving groups' whitened maps ``Bw [m, d, d+1]`` are fixed.
+
+    ``Bw[a] = [A_w | b_w]`` maps template coordinates ``z = Σ_cr^{-1/2}(x − μ_cr)`` (symmetric root)
+    to group ``a``; in the reference group's own coordinates the map is ``A = A_w Σ_cr^{-1/2}``,
+    ``b = b_w − A μ_cr``. The reference group's subgroups are kept exactly.
+    """
+    q, mu, S = fam.priors, fam.means, fam.covs
+    m = q.shape[-1]
+    p = jnp.sum(q, axis=0)
+    qt = (q[:, r] / p[r])[:, None] * p[None, :]
+    inv_root = _linalg.psd_inv_sqrt(S[c, r])
+    A = Bw[:, :, :-1] @ inv_root
+    b = Bw[:, :, -1] - jnp.einsum("aij,j->ai", A, mu[c, r])
+    means = jnp.einsum("aij,kj->kai", A, mu[:, r]) + b[None]
+    covs = _linalg.sym(jnp.einsum("aij,kjl,aml->kaim", A, S[:, r], A))
+    is_ref = jnp.arange(m) == r
+    means = jnp.where(is_ref[None, :, None], mu, means)
+    covs = jnp.where(is_ref[None, :, None, None], S, covs)
+    return qt, means, covs, A, b
+
+
+def _affirmative_value(fam: GaussianFamily, Bw, r: int, c: int):
+    qt, means, covs, _, _ = _affirmative_target(fam, Bw, r, c)
+    sub = gaussian_kl(means, covs, fam.means, fam.covs)
+    sub = jnp.where((jnp.arange(fam.m) == r)[None, :], 0.0, sub)
+    return _prior_parts(fam.priors, qt) + jnp.sum(qt * sub)
+
+
+def _all_value(fam: GaussianFamily, t_means, t_covs, pi):
+    p = jnp.sum(fam.priors, axis=0)
+    qt = pi[:, None] * p[None, :]
+    sub = gaussian_kl(t_means, t_covs, fam.means, fam.covs)
+    return _prior_parts(fam.priors, qt) + jnp.sum(qt * sub)
+
+
+# -- solves on stop_gradient(θ) ---------------------------------------------------------------------------
+
+
+def _whitened_maps(solution: Solution) -> jax.Array:
+    """An ``affirmative`` solution's maps in its own whitened template coordinates, ``[m, d, d+1]``.
+
+    ``A_w = A Γ_c^{1/2}``, ``b_w = b + A ν_c`` with the solution's template (the reference group's
+    class-``c`` subgroup of the family it was solved on).
+    """
+    c = solution.reference_class
+    A, b = solution.maps.A, solution.maps.b
+    root = _linalg.psd_sqrt(solution.template.covs[c])
+    Aw = A @ root
+    bw = b + jnp.einsum("aij,j->ai", A, solution.template.means[c])
+    return jnp.concatenate([Aw, bw[..., None]], axis=-1)
+
+
+def _warm_affirmative(fam: GaussianFamily, Bw0, *, r: int, c: int, symmetric: bool, tol, max_iter: int):
+    """Newton from ``Bw0`` for every moving group (the solver's own per-group kernel).
+
+    Uses the solver's internal per-group Newton method, since :func:`~jaxsteer.nearest_ideal` takes
+    no initial point; replace by ``nearest_ideal(..., init=...)`` once it has one.
+    """
+    from jaxsteer.solve import _common, _group, affirmative
+
+    q, mu, S = fam.priors, fam.means, fam.covs
+    m = q.shape[-1]
+    sg = _common.subgroups(mu, S)
+    tpl, B_ref, _ = _common.template_from_group(sg, r, c)
+    w = affirmative.target_priors(q, r)
+    is_ref = jnp.arange(m) == r
+    Bw0 = jnp.where(is_ref[:, None, None], B_ref[None], Bw0.astype(mu.dtype))
+
+    def one(a, B0):
+        prob = _common.group_problem(tpl, sg, a, w[:, a], symmetric)
+        return _group.newton(prob, B0, tol=tol, max_iter=max_iter)
+
+    res = jax.vmap(one)(jnp.arange(m), Bw0)
+    B = jnp.where(is_ref[:, None, None], B_ref[None], res.B)
+    residual = jnp.max(jnp.where(is_ref, 0.0, res.residual))
+    converged = jnp.all(is_ref | res.converged) & jnp.all(jnp.isfinite(B))
+    iterations = jnp.max(res.iterations).astype(jnp.zeros((), int).dtype)  # as nearest_ideal reports it
+    return B, converged, iterations, residual.astype(mu.dtype)
+
+
+def _affirmative_solution(fam: GaussianFamily, Bw, converged, iterations, residual, *, r, c, form):
+    """A :class:`Solution` (no gradients) from whitened maps, as :func:`nearest_ideal` reports it."""
+    qt, means, covs, A, b = _affirmative_target(fam, Bw, r, c)
+    sub = gaussian_kl(means, covs, fam.means, fam.covs)
+    sub = jnp.where((jnp.arange(fam.m) == r)[None, :], 0.0, sub)
+    kl_f = jnp.sum(qt * sub)
+    kl_p = _prior_parts(fam.priors, qt)
+    q = fam.priors
+    target = GaussianFamily(priors=qt, means=means, covs=covs, lognormal=fam.lognormal, validate=False)
+    return Solution(
+        target=target, kl=kl_f + kl_p, kl_features=kl_f, kl_priors=kl_p, subgroup_kl=sub,
+        template=Template(fam.means[:, r], fam.covs[:, r], q[:, r] / jnp.sum(q[:, r])),
+        maps=AffineMaps(A, b), weights=qt / q, converged=converged, iterations=iterations,
+        residual=residual, intervention="affirmative", form=form, reference=r, reference_class=c,
+    )
+
+
+def _check_warm(warm: Solution, intervention, form, reference, reference_class, m, d):
+    if not isinstance(warm, Solution):
+        raise TypeError(
+            f"warm_start: expected the Solution of a previous ideal_gap(..., return_solution=True) call, "
+            f"got {type(warm).__name__}."
+        )
+    if intervention != "affirmative":
+        raise ValueError(
+            "warm_start: only intervention='affirmative' can be warm-started (the 'all' solver restarts "
+            "from every group); pass warm_start=None."
+        )
+    opts = (warm.intervention, warm.form, warm.reference, warm.reference_class)
+    if opts != (intervention, form, reference, reference_class):
+        raise ValueError(
+            f"warm_start: solved with (intervention, form, reference, reference_class) = {opts}, but this "
+            f"call uses {(intervention, form, reference, reference_class)}."
+        )
+    if warm.maps.A.shape != (m, d, d):
+        raise ValueError(
+            f"warm_start: its maps have shape {warm.maps.A.shape}, expected ({m}, {d}, {d}) (one unbatched "
+            f"solution for this batch's groups and hidden dimension)."
+        )
+
+
+# -- public ------------------------------------------------------------------------------------------------
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
+
+
+def _split_shrinkage(shrinkage):
+    """``(static mode, traced value)``: strings and None are static, numbers travel as arrays."""
+    if shrinkage is None or isinstance(shrinkage, str):
+        return shrinkage, None
+    if isinstance(shrinkage, bool):
+        raise ValueError("shrinkage: expected 'ledoit_wolf', a float in [0, 1], or None; got a bool.")
+    return "value", shrinkage
+
+
+def _validate(h, y, a, sample_weight, k: int, m: int) -> None:
+    """Eager checks of concrete inputs (under ``jit`` nothing is checked)."""
+    from jaxsteer import estimate
+
+    if h.ndim != 2:
+        raise ValueError(f"h: expected hidden states [n, d], got shape {h.shape}; flatten the leading axes.")
+    if not jnp.issubdtype(h.dtype, jnp.floating):
+        raise ValueError(f"h: expected floating hidden states, got dtype {h.dtype}.")
+    n = h.shape[0]
+    if _is_concrete(h):
+        estimate._check_X(h)
+    if not _is_concrete(y, a):
+        return
+    yc = estimate._codes("y", "class", y, n, k, "num_classes")
+    ac = estimate._codes("a", "group", a, n, m, "num_groups")
+    keep = np.ones(n, bool)
+    if sample_weight is not None and _is_concrete(sample_weight):
+        keep = estimate._check_weights(sample_weight, n) > 0
+    counts = np.bincount(yc[keep] * m + ac[keep], minlength=k * m).reshape(k, m)
+    if np.any(counts < 2):
+        i, g = (int(t) for t in np.argwhere(counts < 2)[0])
+        raise ValueError(
+            f"y, a: class {i}, group {g} has {counts[i, g]} row(s) in this batch; every class×group cell "
+            "needs at least 2 (use larger or stratified batches)."
+        )
+
+
+_STATIC = ("num_classes", "num_groups", "intervention", "form", "reference", "reference_class",
+           "shrink_mode", "ddof", "tol", "max_iter", "return_solution")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _ideal_gap(h, y, a, sample_weight, shrink_value, warm_start, *, num_classes, num_groups, intervention,
+               form, reference, reference_class, shrink_mode, ddof, tol, max_iter, return_solution):
+    shrinkage = shrink_value if shrink_mode == "value" else shrink_mode
+    fam = batch_family(h, y, a, num_classes=num_classes, num_groups=num_groups, shrinkage=shrinkage,
+                       sample_weight=sample_weight, ddof=ddof)
+    r, c = reference, reference_class
+    opts = dict(intervention=intervention, form=form, reference=r, reference_class=c, tol=tol,
+                max_iter=max_iter)
+    fixed = _sg(fam)
+
+    if intervention == "all":
+        sol = nearest_ideal(fixed, **opts)
+        value = _all_value(fam, sol.target.means, sol.target.covs, sol.template.base_rates)
+        return (value, sol) if return_solution else value
+
+    if warm_start is None:
+        sol = nearest_ideal(fixed, **opts)
+        Bw = _whitened_maps(sol)
+    else:
+        tol_v = default_tol(fam.dtype) if tol is None else float(tol)
+        Bw0 = _sg(_whitened_maps(warm_start))
+        Bw, conv, it, res = _warm_affirmative(fixed, Bw0, r=r, c=c, symmetric=form == "symmetric",
+                                              tol=tol_v, max_iter=int(max_iter))
+        sol = _affirmative_solution(fixed, Bw, conv, it, res, r=r, c=c, form=form)
+    value = _affirmative_value(fam, _sg(Bw), r, c)
+    return (value, sol) if return_solution else value
+
+
+def ideal_gap(
+    h,
+    y,
+    a,
+    *,
+    num_classes: int,
+    num_groups: int,
+    intervention: str = "affirmative",
+    form: str = "symmetric",
+    reference: int = 0,
+    reference_class: int = 0,
+    shrinkage="ledoit_wolf",
+    sample_weight=None,
+    ddof=1,
+    warm_start: Solution | None = None,
+    return_solution: bool = False,
+    tol: float | None = None,
+    max_iter: int = 100,
+):
+    """KL from the batch's class×group Gaussian model to its nearest ideal family (a scalar loss).
+
+    Args:
+        h: ``[n, d]`` hidden states (floating; the gradient flows to them).
+        y: ``[n]`` integer class codes ``0..k−1``.
+        a: ``[n]`` integer group codes ``0..m−1``.
+        num_classes, num_groups: ``k`` and ``m`` (static, so that the loss jits).
+        intervention, form, reference, reference_class: as in :func:`~jaxsteer.nearest_ideal`
+            (static). ``affirmative`` keeps group ``reference`` as it is and moves the others.
+        shrinkage: covariance shrinkage of the batch model: ``"ledoit_wolf"`` (default; needed when
+            a cell has about ``d`` rows or fewer), a float in ``[0, 1]`` (a fixed amount; may be
+            traced), or ``None``.
+        sample_weight: optional ``[n]`` non-negative weights (differentiable too).
+        ddof: covariance degrees of freedom of the batch model.
+        warm_start: the :class:`~jaxsteer.Solution` of a previous call (``return_solution=True``),
+            to start the ``affirmative`` solver from its maps; ``None`` for a cold solve.
+        return_solution: also return the :class:`~jaxsteer.Solution` of this batch (no gradients;
+            carry it to the next step as ``warm_start``, or build a ``Steer`` from it). Its
+            ``converged`` flag reports whether the (warm) solve reached ``tol``.
+        tol, max_iter: solver tolerance (default 1e-10 in float64, 1e-4 in float32) and Newton steps.
+            With ``warm_start``, a small ``max_iter`` (1–2) amortises the solve over training steps:
+            the value is then ``KL`` at the maps reached (an upper bound of the gap, tight as they
+            converge) and the gradient is that bound's exact gradient. ``max_iter=0`` reuses the
+            previous maps as they are.
+
+    Returns:
+        The scalar ``KL(θ̃ ‖ θ(h))`` in nats, or ``(kl, solution)``. Its gradient is exact by the
+        envelope theorem (the solver is never differentiated), to the solver's tolerance.
+
+    One compiled function per combination of the static options; jittable and differentiable
+    inside user code (``h``, ``y``, ``a``, ``sample_weight``, a float ``shrinkage`` and
+    ``warm_start`` may be traced). A warm-started call has its own compilation (the ``warm_start``
+    pytree is an input); repeated warm calls do not recompile. Each class×group cell needs at least
+    2 rows in the batch: checked when ``y`` and ``a`` are concrete; under ``jit`` an empty cell gives
+    NaN.
+
+    Example:
+        >>> gap = ideal_gap(h, y, a, num_classes=2, num_groups=2)
+        >>> g = jax.grad(lambda h: ideal_gap(h, y, a, num_classes=2, num_groups=2))(h)
+        >>> gap, sol = ideal_gap(h, y, a, num_classes=2, num_groups=2, return_solution=True)
+        >>> gap = ideal_gap(h_next, y_next, a_next, num_classes=2, num_groups=2, warm_start=sol)
+    """
+    if intervention not in INTERVENTIONS:
+        raise ValueError(f"intervention: unknown value {intervention!r}; use one of {INTERVENTIONS}.")
+    if form not in FORMS:
+        raise ValueError(f"form: unknown value {form!r}; use one of {FORMS}.")
+    k, m = int(num_classes), int(num_groups)
+    if k < 2 or m < 2:
+        raise ValueError(f"num_classes, num_groups: need at least 2 of each, got {k}, {m}.")
+    r, c = int(reference), int(reference_class)
+    if not (0 <= r < m and 0 <= c < k):
+        raise ValueError(f"reference, reference_class: must lie in [0, {m}) and [0, {k}); got {r}, {c}.")
+    h = jnp.asarray(h)
+    _validate(h, y, a, sample_weight, k, m)
+    if warm_start is not None:
+        _check_warm(warm_start, intervention, form, r, c, m, h.shape[1])
+    shrink_mode, shrink_value = _split_shrinkage(shrinkage)
+    return _ideal_gap(
+        h, y, a, sample_weight, shrink_value, warm_start, num_classes=k, num_groups=m,
+        intervention=intervention, form=form, reference=r, reference_class=c, shrink_mode=shrink_mode,
+        ddof=ddof, tol=None if tol is None else float(tol), max_iter=int(max_iter),
+        return_solution=bool(return_solution),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("shrink_mode", "ddof"))
+def _kl_to_target(h, y, a, target, sample_weight, shrink_value, *, shrink_mode, ddof):
+    shrinkage = shrink_value if shrink_mode == "value" else shrink_mode
+    fam = batch_family(h, y, a, num_classes=target.k, num_groups=target.m, shrinkage=shrinkage,
+                       sample_weight=sample_weight, ddof=ddof)
+    sub = gaussian_kl(target.means, target.covs, fam.means, fam.covs)
+    qt = target.priors
+    return _prior_parts(fam.priors, qt) + jnp.sum(qt * sub)
+
+
+def kl_to_target(h, y, a, target, *, shrinkage="ledoit_wolf", sample_weight=None, ddof=1):
+    """``KL(target ‖ θ(h))``: the distance from a fixed family to the batch's class×group model.
+
+    Args:
+        h: ``[n, d]`` hidden states; y, a: ``[n]`` class and group codes.
+        target: a :class:`~jaxsteer.GaussianFamily` (e.g. ``solution.target`` of an earlier batch)
+            or a :class:`~jaxsteer.Solution` (its ``target``), with the batch's ``(k, m, d)``.
+        shrinkage, sample_weight, ddof: of the batch model, as in :func:`ideal_gap`.
+
+    Returns:
+        The scalar joint KL (priors and features) in nats, differentiable in ``h`` (and ``target``).
+        Unlike :func:`ideal_gap` the target does not follow the batch: for ``affirmative`` the
+        gradients differ, since there the reference group's part of the target moves with ``θ(h)``.
+
+    Example:
+        >>> loss = kl_to_target(h, y, a, sol.target)
+    """
+    target = getattr(target, "target", target)
+    if not isinstance(target, GaussianFamily):
+        raise TypeError(f"target: expected a GaussianFamily or a Solution, got {type(target).__name__}.")
+    if target.batch_shape:
+        raise ValueError(f"target: expected one unbatched family, got batch shape {target.batch_shape}.")
+    h = jnp.asarray(h)
+    if h.ndim != 2 or h.shape[1] != target.d:
+        raise ValueError(f"h: expected hidden states [n, {target.d}] to match the target, got shape {h.shape}.")
+    _validate(h, y, a, sample_weight, target.k, target.m)
+    shrink_mode, shrink_value = _split_shrinkage(shrinkage)
+    return _kl_to_target(h, y, a, target, sample_weight, shrink_value, shrink_mode=shrink_mode, ddof=ddof)
