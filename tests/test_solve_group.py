@@ -90,3 +90,19 @@ def test_newton_matches_scipy(rng, symmetric):
         assert bool(polished.converged)
         assert float(polished.value) <= best + 1e-12
         np.testing.assert_allclose(float(polished.value), best, rtol=1e-8)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_newton_cg_matches_dense(rng, symmetric):
+    """The matrix-free Newton–CG kernel (large d) reaches the dense kernel's optimum."""
+    k, d = 3, 7
+    prob = _problem(rng, k, d, symmetric)
+    B0 = _group.with_offset(prob, jnp.eye(d))
+    dense = _group.newton_dense(prob, B0, tol=1e-11, max_iter=200)
+    if not symmetric:  # non-convex: start both near the dense kernel's optimum
+        B0 = dense.B + 1e-2 * jnp.asarray(rng.normal(size=dense.B.shape))
+    cg = _group.newton_cg(prob, B0, tol=1e-11, max_iter=200)
+    assert bool(dense.converged) and bool(cg.converged)
+    np.testing.assert_allclose(float(cg.value), float(dense.value), rtol=1e-10)
+    np.testing.assert_allclose(cg.B, dense.B, atol=1e-7)
+    np.testing.assert_allclose(_group.gradient(prob, cg.B), 0.0, atol=1e-9)

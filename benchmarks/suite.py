@@ -1,0 +1,373 @@
+"""The performance suite (issue 5): throughput, large problems, compile vs run, roofline.
+
+    python -m benchmarks run [--quick] [--out DIR] [--only throughput,large,compile,roofline]
+
+Writes ``results.json`` (with the machine description), ``results.md`` and PNG plots (if matplotlib
+is installed; ``pip install jaxsteer[bench]``) to ``DIR`` (default ``benchmarks/results``).
+
+* throughput: problems/s of ``nearest_ideal`` against batch size, every intervention × form; scipy
+  L-BFGS (analytic gradients, same starts) and cvxpy/Clarabel (symmetric affirmative, convex) per
+  problem on the first few problems of the same batch, in the same process. Ratios use jaxsteer's
+  largest batch. Accuracy: the largest relative KL excess over the best of the three on the problems
+  solved by all.
+* large: one family, d ∈ {128, 384, 768}, k = 28, m = 2, affirmative/symmetric: time to the same
+  relative residual (1e-10), jaxsteer vs scipy L-BFGS (scipy capped in wall-clock time).
+* compile: ``jax.jit(f).lower(x).compile()`` time separately from run time, and a second call with
+  new data of the same shape (no recompilation: the compiled executable is reused).
+* roofline: achieved float64 FLOP/s of the large solves (flops counted from the kernel's Newton and
+  CG iteration counts) against the measured float64 / float32 matrix-multiply rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import numpy as np  # noqa: E402
+
+import jaxsteer as js  # noqa: E402
+from jaxsteer.datasets import make_gaussian_family  # noqa: E402
+
+from benchmarks import reference_solvers as ref  # noqa: E402
+
+VARIANTS = [("affirmative", "symmetric"), ("affirmative", "affine"), ("all", "symmetric"), ("all", "affine")]
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return dict(cpu=cpu, cores=os.cpu_count(), platform=dev.platform, device_kind=str(dev.device_kind),
+                devices=len(jax.devices()), jax=jax.__version__, jaxlib=jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+                numpy=np.__version__, python=platform.python_version(), float64=True)
+
+
+def compile_and_time(fn, *args, repeats=1):
+    """``(result, compile seconds, best run seconds)``; ``fn`` is jitted and compiled ahead of time."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    t_compile = time.perf_counter() - t0
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t0)
+    return out, t_compile, best, compiled
+
+
+def _arrays(fam, i):
+    return tuple(np.asarray(x[i]) for x in (fam.priors, fam.means, fam.covs))
+
+
+# ----------------------------------------------------------------------------------------------
+# throughput
+
+
+def throughput(cfg) -> list[dict]:
+    rows = []
+    for (k, m, d), batches, variants, n_ref in cfg:
+        for inter, form in variants:
+            fam = make_gaussian_family(jax.random.PRNGKey(1000 + d), k, m, d, batch_shape=(max(batches),))
+            row = dict(k=k, m=m, d=d, intervention=inter, form=form, jaxsteer=[])
+            sols = None
+            for n in batches:
+                sub = fam[:n]
+                sol, tc, tr, _ = compile_and_time(
+                    lambda f, inter=inter, form=form: js.nearest_ideal(f, intervention=inter, form=form), sub)
+                row["jaxsteer"].append(dict(batch=n, compile_s=tc, run_s=tr, per_s=n / tr,
+                                            converged=float(np.mean(np.asarray(sol.converged)))))
+                sols = sol
+                print(f"  jaxsteer {inter}/{form} k={k} m={m} d={d} batch={n}: {n / tr:,.1f} problems/s "
+                      f"(compile {tc:.1f}s)", flush=True)
+            nr = min(n_ref, max(batches))
+            kl_j = np.asarray(sols.kl)[:nr]
+            kls = dict(jaxsteer=kl_j)
+            if inter == "affirmative":
+                sc = [ref.scipy_affirmative(*_arrays(fam, i), form=form) for i in range(nr)]
+                row["scipy"] = dict(n=nr, per_s=nr / sum(r["seconds"] for r in sc),
+                                    converged=float(np.mean([r["converged"] for r in sc])),
+                                    max_residual=max(r["residual"] for r in sc))
+                kls["scipy"] = np.asarray([r["kl"] for r in sc])
+                print(f"  scipy    {nr} problems: {row['scipy']['per_s']:,.2f} problems/s", flush=True)
+                if form == "symmetric":
+                    cv = [ref.cvxpy_affirmative(*_arrays(fam, i)) for i in range(nr)]
+                    row["cvxpy"] = dict(n=nr, per_s=nr / sum(r["seconds"] for r in cv),
+                                        converged=float(np.mean([r["converged"] for r in cv])))
+                    kls["cvxpy"] = np.asarray([r["kl"] for r in cv])
+                    print(f"  cvxpy    {nr} problems: {row['cvxpy']['per_s']:,.2f} problems/s", flush=True)
+            best = np.min(np.stack(list(kls.values())), axis=0)
+            row["kl_excess"] = {name: float(np.max((v - best) / np.maximum(np.abs(best), 1e-300)))
+                                for name, v in kls.items()}
+            top = row["jaxsteer"][-1]["per_s"]
+            row["ratio"] = {name: top / row[name]["per_s"] for name in ("scipy", "cvxpy") if name in row}
+            rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# large problems and roofline
+
+
+def _kernel(q, mu, S):
+    """The moving group's Newton–CG solve of one affirmative/symmetric family, with CG counts."""
+    from jaxsteer.solve import _common, _group, affirmative
+
+    sg = _common.subgroups(mu, S)
+    tpl, _, _ = _common.template_from_group(sg, 0, 0)
+    w = affirmative.target_priors(q, 0)
+    prob = _common.group_problem(tpl, sg, 1, w[:, 1], True)
+    B0 = _common.symmetric_start(prob, sg.S[0, 1])
+    res, cg = _group.newton_cg(prob, B0, tol=1e-10, max_iter=100, return_cg=True)
+    return res, cg
+
+
+def kernel_flops(k, d, newton, cg):
+    """Flop model of :func:`jaxsteer.solve._group.newton_cg`: per CG iteration ``(4k + 12) d³``
+    (stacked ``Σ P_i V G_i``, log-det term, preconditioner); per Newton step ``(4k + 40) d³``
+    (gradient, inverse, two generalised eigendecompositions, line-search factorisations)."""
+    return float(cg * (4 * k + 12) * d ** 3 + (newton + 1) * (4 * k + 40) * d ** 3)
+
+
+def matmul_rate(n: int, dtype) -> float:
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+    jax.block_until_ready(f(a, a))
+    best = np.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, a))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best
+
+
+def large(dims, k, scipy_cap) -> list[dict]:
+    rows = []
+    for d in dims:
+        fam = make_gaussian_family(jax.random.PRNGKey(d), k, 2, d)
+        sol, tc, tr, _ = compile_and_time(lambda f: js.nearest_ideal(f), fam)
+        arr = (fam.priors, fam.means, fam.covs)
+        (kres, cg), tkc, tk, _ = compile_and_time(_kernel, *arr)
+        flops = kernel_flops(k, d, int(kres.iterations), int(cg))
+        row = dict(d=d, k=k, m=2, compile_s=tc, run_s=tr, kl=float(sol.kl), residual=float(sol.residual),
+                   converged=bool(sol.converged), newton=int(kres.iterations), cg=int(cg),
+                   kernel_s=tk, kernel_flops=flops, kernel_gflops=flops / tk / 1e9)
+        print(f"  jaxsteer d={d}: {tr:.2f}s (compile {tc:.1f}s), {row['newton']} Newton / {row['cg']} CG, "
+              f"kernel {row['kernel_gflops']:.1f} GFLOP/s", flush=True)
+        if scipy_cap > 0:
+            sc = ref.scipy_affirmative(*(np.asarray(x) for x in arr), form="symmetric", time_cap=scipy_cap)
+            row["scipy"] = sc
+            row["ratio"] = sc["seconds"] / tr
+            row["kl_excess_scipy"] = (sc["kl"] - row["kl"]) / abs(row["kl"])
+            print(f"  scipy    d={d}: {sc['seconds']:.2f}s, {sc['iterations']} iterations, residual "
+                  f"{sc['residual']:.1e} ({'reached' if sc['converged'] else 'NOT reached'} 1e-10)", flush=True)
+        rows.append(row)
+    return rows
+
+
+def compile_vs_run(d, batch, forms=("symmetric", "affine")) -> dict:
+    fam = make_gaussian_family(jax.random.PRNGKey(1), 2, 2, d, batch_shape=(batch,))
+    fam2 = make_gaussian_family(jax.random.PRNGKey(2), 2, 2, d, batch_shape=(batch,))
+    out = {}
+    for form in forms:
+        fn = jax.jit(lambda f, form=form: js.nearest_ideal(f, form=form))
+        t0 = time.perf_counter()
+        compiled = fn.lower(fam).compile()
+        tc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(fam))
+        t1 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(fam2))  # new data, same shapes: the executable is reused
+        t2 = time.perf_counter() - t0
+        # The plain jitted function must not recompile on the second call either.
+        jax.block_until_ready(fn(fam))
+        n_before = fn._cache_size()
+        jax.block_until_ready(fn(fam2))
+        out[form] = dict(d=d, batch=batch, compile_s=tc, first_run_s=t1, second_run_s=t2,
+                         recompiled=fn._cache_size() != n_before)
+        print(f"  compile {form} d={d} batch={batch}: compile {tc:.2f}s, run {t1:.3f}s / {t2:.3f}s", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def _fmt(x, nd=3):
+    return "—" if x is None else (f"{x:,.{nd}g}" if isinstance(x, float) else str(x))
+
+
+def markdown(res) -> str:
+    mc = res["machine"]
+    lines = [f"# Benchmark results ({'quick' if res['quick'] else 'full'} run)", "",
+             f"Machine: {mc['cpu']}, {mc['cores']} cores, {mc['platform']} ({mc['device_kind']}, "
+             f"{mc['devices']} device(s)), jax {mc['jax']}, Python {mc['python']}, float64.", ""]
+    if res.get("roofline"):
+        r = res["roofline"]
+        lines += [f"Matrix multiply ({r['n']}²): float64 {r['f64_gflops']:.1f} GFLOP/s, "
+                  f"float32 {r['f32_gflops']:.1f} GFLOP/s.", ""]
+    if res.get("throughput"):
+        lines += ["## Throughput (problems/s; ratios at jaxsteer's largest batch)", "",
+                  "| k, m, d | intervention/form | batch → problems/s (compile s) | scipy /s | cvxpy /s | × scipy | × cvxpy | KL excess jaxsteer / scipy / cvxpy | converged |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in res["throughput"]:
+            jx = "; ".join(f"{j['batch']}: {j['per_s']:,.1f} ({j['compile_s']:.1f})" for j in r["jaxsteer"])
+            ex = " / ".join(_fmt(r["kl_excess"].get(n), 2) for n in ("jaxsteer", "scipy", "cvxpy"))
+            lines.append(
+                f"| {r['k']}, {r['m']}, {r['d']} | {r['intervention']}/{r['form']} | {jx} | "
+                f"{_fmt(r.get('scipy', {}).get('per_s'))} | {_fmt(r.get('cvxpy', {}).get('per_s'))} | "
+                f"{_fmt(r['ratio'].get('scipy'))} | {_fmt(r['ratio'].get('cvxpy'))} | {ex} | "
+                f"{r['jaxsteer'][-1]['converged']:.3f} |")
+        lines.append("")
+    if res.get("large"):
+        lines += ["## Large problems (one family, k = 28, m = 2, affirmative/symmetric, tol 1e-10)", "",
+                  "| d | jaxsteer s (compile s) | Newton / CG its | residual | kernel GFLOP/s | % f64 matmul | scipy s | scipy its | scipy residual | × scipy | scipy KL excess |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        f64 = res.get("roofline", {}).get("f64_gflops")
+        for r in res["large"]:
+            sc = r.get("scipy", {})
+            pct = f"{100 * r['kernel_gflops'] / f64:.0f}%" if f64 else "—"
+            ratio = r.get("ratio")
+            ratio_s = "—" if ratio is None else (f"{ratio:.1f}" if sc.get("converged") else f"> {ratio:.1f} (capped)")
+            lines.append(
+                f"| {r['d']} | {r['run_s']:.2f} ({r['compile_s']:.1f}) | {r['newton']} / {r['cg']} | "
+                f"{r['residual']:.1e} | {r['kernel_gflops']:.1f} | {pct} | {_fmt(sc.get('seconds'))} | "
+                f"{_fmt(sc.get('iterations'))} | {_fmt(sc.get('residual'), 2)} | {ratio_s} | "
+                f"{_fmt(r.get('kl_excess_scipy'), 2)} |")
+        lines.append("")
+    if res.get("compile"):
+        lines += ["## Compile vs run", "", "| form | d | batch | compile s | first run s | second run s (new data) | recompiled |",
+                  "|---|---|---|---|---|---|---|"]
+        for form, r in res["compile"].items():
+            lines.append(f"| {form} | {r['d']} | {r['batch']} | {r['compile_s']:.2f} | {r['first_run_s']:.3f} | "
+                         f"{r['second_run_s']:.3f} | {r['recompiled']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(res, out_dir) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: skipping plots (pip install 'jaxsteer[bench]')")
+        return []
+    files = []
+    if res.get("throughput"):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in res["throughput"]:
+            b = [j["batch"] for j in r["jaxsteer"]]
+            ax.plot(b, [j["per_s"] for j in r["jaxsteer"]], marker="o",
+                    label=f"d={r['d']} k={r['k']} m={r['m']} {r['intervention']}/{r['form']}")
+            if "scipy" in r:
+                ax.axhline(r["scipy"]["per_s"], ls=":", lw=0.8, color=ax.lines[-1].get_color())
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="problems / s",
+               title="jaxsteer throughput (dotted: scipy L-BFGS per problem)")
+        ax.legend(fontsize=5, ncol=2)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "throughput.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        files.append(path)
+    if res.get("large"):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        d = [r["d"] for r in res["large"]]
+        ax.plot(d, [r["run_s"] for r in res["large"]], marker="o", label="jaxsteer (Newton–CG)")
+        sc = [r.get("scipy", {}).get("seconds") for r in res["large"]]
+        if any(s is not None for s in sc):
+            ax.plot(d, sc, marker="s", label="scipy L-BFGS (capped)")
+        ax.set(xscale="log", yscale="log", xlabel="d", ylabel="seconds to residual 1e-10",
+               title="k = 28, m = 2, affirmative/symmetric")
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(out_dir, "large.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def config(quick: bool, smoke: bool):
+    if smoke:  # for tests: seconds, exercises every code path
+        return dict(throughput=[((2, 2, 2), [1, 2], VARIANTS[:1], 1)], large=([8], 3, 10.0),
+                    compile=(3, 2), roofline=128)
+    if quick:  # < 3 minutes on 2 cores
+        return dict(
+            throughput=[((2, 2, 4), [1, 64, 1024], VARIANTS[:2], 8),
+                        ((2, 2, 16), [1, 256], VARIANTS[:1], 4),
+                        ((2, 2, 4), [1, 64], VARIANTS[2:], 2)],
+            large=([128], 28, 60.0), compile=(8, 64), roofline=1024)
+    # Full run, sized for a 2-core CPU (about 30 minutes): batches up to 4,096 at d ≤ 16, the
+    # expensive `all` intervention at smaller batches, d = 64 at batch ≤ 16.
+    af = VARIANTS[:2]
+    return dict(
+        throughput=[((2, 2, 1), [1, 64, 1024, 4096], VARIANTS, 16),
+                    ((2, 2, 4), [1, 64, 1024, 4096], af, 16),
+                    ((2, 2, 4), [1, 64, 1024], VARIANTS[2:], 4),
+                    ((2, 2, 16), [1, 64, 1024, 4096], af, 8),
+                    ((2, 2, 16), [1, 64], VARIANTS[2:], 2),
+                    ((2, 2, 64), [1, 16], af, 2),
+                    ((5, 3, 4), [1, 256], VARIANTS, 4)],
+        large=([128, 384, 768], 28, 600.0), compile=(16, 1024), roofline=2048)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["run"])
+    ap.add_argument("--quick", action="store_true", help="small sizes, < 3 minutes on 2 cores")
+    ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny, for the tests
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap.add_argument("--only", default="throughput,large,compile,roofline",
+                    help="comma-separated sections to run")
+    args = ap.parse_args(argv)
+    sections = set(args.only.split(","))
+    cfg = config(args.quick, args.smoke)
+    t_start = time.perf_counter()
+    res = dict(machine=machine(), quick=bool(args.quick or args.smoke), config=repr(cfg))
+    print("machine:", res["machine"], flush=True)
+    if "roofline" in sections:
+        n = cfg["roofline"]
+        res["roofline"] = dict(n=n, f64_gflops=matmul_rate(n, jax.numpy.float64) / 1e9,
+                               f32_gflops=matmul_rate(n, jax.numpy.float32) / 1e9)
+        print("matmul:", res["roofline"], flush=True)
+    if "throughput" in sections:
+        print("throughput:", flush=True)
+        res["throughput"] = throughput(cfg["throughput"])
+    if "compile" in sections:
+        print("compile vs run:", flush=True)
+        res["compile"] = compile_vs_run(*cfg["compile"], **({"forms": ("symmetric",)} if args.smoke else {}))
+    if "large" in sections:
+        print("large problems:", flush=True)
+        dims, k, cap = cfg["large"]
+        res["large"] = large(dims, k, cap)
+    res["total_s"] = time.perf_counter() - t_start
+    os.makedirs(args.out, exist_ok=True)
+    name = "quick" if res["quick"] else "full"
+    with open(os.path.join(args.out, f"results_{name}.json"), "w") as fh:
+        json.dump(res, fh, indent=1, default=float)
+    md = markdown(res)
+    with open(os.path.join(args.out, f"results_{name}.md"), "w") as fh:
+        fh.write(md + f"\nTotal benchmark time: {res['total_s']:.0f} s.\n")
+    plots(res, args.out)
+    print(md)
+    print(f"total {res['total_s']:.0f}s; results in {args.out}")
+    return 0
