@@ -208,6 +208,9 @@ def _bench(args, rest) -> int:
             "bench: the benchmarks package is not importable; run from a source checkout "
             "(python -m benchmarks run)."
         ) from None
+    rest = list(rest)
+    if not rest or rest[0] != "run":
+        rest = ["run"] + rest  # `jaxsteer bench --quick` = `python -m benchmarks run --quick`
     return int(bench_main(rest) or 0)
 
 
