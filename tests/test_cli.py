@@ -126,6 +126,7 @@ def test_help_on_every_command():
         assert r.returncode == 0 and "usage: jaxsteer" in r.stdout, r.stderr
 
 
+@pytest.mark.slow  # the demo itself runs as a CI step; this checks its pieces in isolation
 def test_demo_tabular_helpers_small():
     """The demo's pieces on a tiny problem (the full demo runs in CI as its own step)."""
     from jaxsteer import demo

@@ -15,6 +15,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from benchmarks.experiments import paper_univariate as pu  # noqa: E402
+
+# About a minute of solver compilation; the closed forms it uses are covered by test_solve*.py.
+pytestmark = pytest.mark.slow
 from jaxsteer import ideal
 
 
