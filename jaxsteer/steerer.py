@@ -32,8 +32,12 @@ class Steerer(BaseSteerer):
         intervention: ``"affirmative"`` (the reference group stays, the others move) or ``"all"``.
         form: ``"affine"`` (any invertible group maps; default, never farther than symmetric) or
             ``"symmetric"`` (the paper's family; convex for ``affirmative``).
-        map: the label-free group map used by :meth:`transform` without ``y``: ``"moment"``
-            (default), ``"align"`` or ``"posterior"`` (see :mod:`jaxsteer.maps`).
+        map: the label-free group map used by :meth:`transform` without ``y``: ``"posterior"``
+            (default), ``"align"`` or ``"moment"`` (see :mod:`jaxsteer.maps`). The default is chosen
+            on evidence: on Adult (sex and race; 20 principal components, logistic regression, all
+            four EF variants) ``posterior`` gave the lowest test ΔEO of the three in 8 of 8 cases
+            (``benchmarks/results/tabular.md``). Use ``align`` or ``moment`` when an affine,
+            invertible map is needed (``inverse_transform``, :class:`jaxsteer.nn.Steer`).
         shrinkage: covariance shrinkage of :func:`~jaxsteer.fit_family` (``"ledoit_wolf"``, a float
             in ``[0, 1]`` or ``None``).
         reference: the group *label* (a value of ``a``) that ``affirmative`` keeps fixed; ``None``
@@ -63,7 +67,7 @@ class Steerer(BaseSteerer):
         self,
         intervention: str = "affirmative",
         form: str = "affine",
-        map: str = "moment",
+        map: str = "posterior",
         shrinkage="ledoit_wolf",
         reference=None,
         lognormal: bool = False,
