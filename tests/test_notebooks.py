@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart.ipynb", "02_tabular.ipynb"]
+NAMES = ["01_quickstart.ipynb", "02_tabular.ipynb", "03_flax.ipynb"]
 KERNEL = "jaxsteer-test-venv"
 
 
