@@ -36,7 +36,7 @@ class Steerer(BaseSteerer):
             (default), ``"align"`` or ``"moment"`` (see :mod:`jaxsteer.maps`). The default is chosen
             on evidence: on Adult (sex and race; 20 principal components, logistic regression, all
             four EF variants) ``posterior`` gave the lowest test ΔEO of the three in 8 of 8 cases
-            (``benchmarks/results/tabular.md``). Use ``align`` or ``moment`` when an affine,
+            (``benchmarks/results/tabular_partial_log.txt``). Use ``align`` or ``moment`` when an affine,
             invertible map is needed (``inverse_transform``, :class:`jaxsteer.nn.Steer`).
         shrinkage: covariance shrinkage of :func:`~jaxsteer.fit_family` (``"ledoit_wolf"``, a float
             in ``[0, 1]`` or ``None``).
