@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
@@ -22,20 +21,7 @@ import numpy as np  # noqa: E402
 
 import jaxsteer as js  # noqa: E402
 from jaxsteer.datasets import make_gaussian_family  # noqa: E402
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return dict(cpu=cpu, cores=os.cpu_count(), device=str(jax.devices()[0].device_kind),
-                jax=jax.__version__, python=platform.python_version())
+from benchmarks.suite import machine  # noqa: E402  (one machine description for every benchmark)
 
 
 def timed(fam, repeats, **opts):

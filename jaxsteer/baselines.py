@@ -165,7 +165,21 @@ class _Baseline(BaseSteerer):
 # -- mean matching -----------------------------------------------------------------------------------
 
 
-class MeanMatching(_Baseline):
+class _GroupMapBaseline(_Baseline):
+    """A baseline whose steering is one fitted affine map per group (``group_map_``)."""
+
+    def transform(self, X, a, y=None):
+        """Map each row with its group's map ``group_map_`` (``y`` is ignored). Numpy in → numpy out."""
+        self._check_fitted()
+        return self._group_map_apply(X, a, y, self.group_map_)
+
+    def inverse_transform(self, X, a, y=None):
+        """Undo :meth:`transform`."""
+        self._check_fitted()
+        return self._group_map_apply(X, a, y, self.group_map_.inverse())
+
+
+class MeanMatching(_GroupMapBaseline):
     """Shift every group so that its mean equals the reference group's: ``x ↦ x + μ_ref − μ_a``.
 
     Args:
@@ -197,16 +211,6 @@ class MeanMatching(_Baseline):
         self.group_map_ = AffineMap(jnp.broadcast_to(jnp.eye(d, dtype=Xa.dtype), (m, d, d)), means[ref] - means)
         return self
 
-    def transform(self, X, a, y=None):
-        """Shift each row by its group's offset (``y`` is ignored). Numpy in → numpy out."""
-        self._check_fitted()
-        return self._group_map_apply(X, a, y, self.group_map_)
-
-    def inverse_transform(self, X, a, y=None):
-        """Undo :meth:`transform`."""
-        self._check_fitted()
-        return self._group_map_apply(X, a, y, self.group_map_.inverse())
-
     def report(self) -> str:
         """A plain-text summary: the reference group and each group's shift length."""
         self._check_fitted()
@@ -237,7 +241,7 @@ def _check_shrinkage(shrinkage) -> None:
         raise ValueError(f"shrinkage: an intensity must lie in [0, 1]; got {shrinkage!r}.")
 
 
-class MiMiC(_Baseline):
+class MiMiC(_GroupMapBaseline):
     """Group-level mean and covariance matching: the W2 map from each group's Gaussian to the reference's.
 
     Each group ``a`` is fitted with one Gaussian ``N(μ_a, Σ_a)`` (classes pooled, so no labels are
@@ -293,16 +297,6 @@ class MiMiC(_Baseline):
         self._ref = ref
         self.group_map_ = AffineMap(A, b)
         return self
-
-    def transform(self, X, a, y=None):
-        """Map each row with its group's W2 map (``y`` is ignored). Numpy in → numpy out."""
-        self._check_fitted()
-        return self._group_map_apply(X, a, y, self.group_map_)
-
-    def inverse_transform(self, X, a, y=None):
-        """Undo :meth:`transform`."""
-        self._check_fitted()
-        return self._group_map_apply(X, a, y, self.group_map_.inverse())
 
     def w2_distances(self) -> np.ndarray:
         """``W2(N(μ_a, Σ_a), N(μ_ref, Σ_ref))`` per group, ``[m]``: the map's root-mean-square displacement."""

@@ -70,8 +70,15 @@ def logistic_regression(X, y, w=None, l2: float = 1.0, iters: int = 30):
     return lambda Xt: np.asarray((jnp.asarray(Xt) @ beta[:-1] + beta[-1]) > 0).astype(np.int32)
 
 
-def _pca(train, test, k):
-    if k >= train.shape[1]:
+def pca_projection(train, test, k):
+    """Project ``train [n, d]`` and ``test [n', d]`` on the top ``k`` principal components of ``train``.
+
+    ``k <= 0`` or ``k >= d`` returns the inputs unchanged.
+
+    Example:
+        >>> Ztr, Zte = pca_projection(X_train, X_test, 20)
+    """
+    if k <= 0 or k >= train.shape[1]:
         return train, test
     mu = train.mean(0)
     _, _, vt = np.linalg.svd(train - mu, full_matrices=False)
@@ -104,7 +111,7 @@ def tabular_study(name, data, n_components, progress) -> list[dict]:
     import jaxsteer as js
     from jaxsteer import baselines, metrics
 
-    Xtr, Xte = _pca(data.X_train, data.X_test, n_components)
+    Xtr, Xte = pca_projection(data.X_train, data.X_test, n_components)
     ytr, atr, yte, ate = data.y_train, data.a_train, data.y_test, data.a_test
     progress(f"{name}: {Xtr.shape[0]} train / {Xte.shape[0]} test rows, d = {Xtr.shape[1]}, groups {list(data.group_names)}")
 

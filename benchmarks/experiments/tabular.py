@@ -39,21 +39,13 @@ import optax  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import baselines, metrics  # noqa: E402
 from jaxsteer.datasets import load_adult, load_compas  # noqa: E402
+from jaxsteer.demo import pca_projection as pca  # noqa: E402
 
 DATASETS = {
     "adult-sex": lambda g: load_adult(group="sex", include_group=g),
     "adult-race": lambda g: load_adult(group="race", include_group=g),
     "compas-race": lambda g: load_compas(group="race", include_group=g),
 }
-
-
-def pca(train, test, k):
-    if not k or k >= train.shape[1]:
-        return train, test
-    mu = train.mean(0)
-    _, _, vt = np.linalg.svd(train - mu, full_matrices=False)
-    P = vt[:k].T
-    return (train - mu) @ P, (test - mu) @ P
 
 
 # -- classifiers ------------------------------------------------------------------------------------
