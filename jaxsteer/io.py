@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-__all__ = ["DataError", "read_csv", "FeatureLayout", "save_steerer", "load_steerer", "FORMAT_VERSION"]
+__all__ = ["DataError", "read_csv", "require_columns", "FeatureLayout", "LoadedMaps", "save_steerer", "load_steerer", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -66,6 +66,11 @@ def _as_float(values: list[str]) -> np.ndarray | None:
 
 
 def require_columns(cols: dict, names, path: str) -> None:
+    """Raise :class:`DataError` naming every column of ``names`` missing from ``cols``.
+
+    Example:
+        >>> require_columns(read_csv("data.csv"), ["income", "sex"], "data.csv")
+    """
     missing = [n for n in names if n not in cols]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; available: {list(cols)}.")
@@ -214,6 +219,12 @@ class LoadedMaps:
             self.group_map = _maps.group_maps(self.family, self.target, kind)
 
     def transform(self, X, a_codes, y_codes=None) -> np.ndarray:
+        """Steer encoded ``X [n, d]`` with group codes ``a_codes [n]``: the subgroup maps when class
+        codes ``y_codes [n]`` are given, else the saved label-free group map. Returns ``[n, d]``.
+
+        Example:
+            >>> load_steerer("maps.npz").transform(X, a)
+        """
         if y_codes is None:
             return np.asarray(self.group_map.apply(X, a_codes))
         return np.asarray(self.subgroup_map.apply(X, y_codes, a_codes))
