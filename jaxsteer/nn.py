@@ -37,6 +37,20 @@ constant, silently reused on later calls with other group ids; :class:`Steer` de
 raises instead. Group ids broadcast against the leading axes of ``h`` from the left, so per-example
 ids ``[B]`` serve every token of ``h [B, T, d]``.
 
+**Avoiding recompilation.** ``nnx.jit`` caches the compiled step on the *graph definition* of its
+module arguments, and an ``nnx.Optimizer``'s graph definition includes its optax transformation.
+Two calls of ``optax.adam(1e-3)`` build two unequal transformations (new closures), so a training
+loop that builds a fresh ``nnx.Optimizer(model, optax.adam(lr), wrt=...)`` per model, per phase or
+per sweep point recompiles its step each time. Build each transformation once and reuse it::
+
+    tx = optax.adam(1e-3)                        # once
+    for model in models:
+        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)   # same tx: the compiled step is reused
+
+Inserting or removing a :class:`Steer` changes the model's graph and compiles once more (expected);
+switching a Steer between frozen and trainable does too. Group ids passed as arrays of a fixed shape
+never recompile; ``benchmarks/experiments/flax_overhead.py`` counts traces to check it.
+
 Linen models: :func:`linen_steering` applies the same maps after a named Linen submodule through
 ``flax.linen.intercept_methods``, without touching the model's code. Inside Linen code, a trainable
 :class:`Steer` can also be used as a submodule through ``flax.nnx.bridge.ToLinen(Steer, args=(d, m))``.

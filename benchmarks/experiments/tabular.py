@@ -195,6 +195,53 @@ def to_markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+def plot(rows, path):
+    """Pareto figure: test accuracy against ΔEO (and ΔDP), one panel per dataset, mean ± sd."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figure (pip install 'jaxsteer[plot]')")
+        return None
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(max(5.2 * len(datasets), 12), 8.5), squeeze=False)
+    families = {"none": ("k", "*"), "reweighing": ("tab:gray", "P"), "mean matching": ("tab:brown", "v"),
+                "MiMiC": ("tab:purple", "^"), "LEACE": ("tab:pink", "D")}
+    ef_colors = {"EF affirmative/symmetric": "tab:blue", "EF affirmative/affine": "tab:cyan",
+                 "EF all/symmetric": "tab:red", "EF all/affine": "tab:orange"}
+    for j, ds in enumerate(datasets):
+        for i, (metric, label) in enumerate((("eo", "ΔEO (TPR gap)"), ("dp", "ΔDP"))):
+            ax = axes[i, j]
+            for r in (r for r in rows if r["dataset"] == ds):
+                base = r["method"].split(" [")[0]
+                color, marker = families.get(base, (ef_colors.get(base, "tab:green"), "o"))
+                if base.startswith("EF"):
+                    marker = "o" if r["protocol"] == "pre" else {"align": "s", "moment": "d", "posterior": "h"}.get(
+                        r["method"].split("[")[-1].rstrip("]"), "o")
+                fill = color if r["clf"] == "lr" else "none"
+                (mx, sx), (my, sy) = r[metric], r["acc"]
+                ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt=marker, mfc=fill, mec=color, ecolor=color, ms=7,
+                            alpha=0.85 if r["protocol"] == "pre" else 0.6, lw=0.8)
+            ax.set_xlabel(label + " (lower is fairer)")
+            ax.set_ylabel("test accuracy")
+            ax.set_title(f"{ds}" + (" — filled: LR, open: MLP" if i == 0 else ""), fontsize=10)
+            ax.grid(alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker=m, ls="", label=n) for n, (c, m) in families.items()]
+    handles += [Line2D([], [], color=c, marker="o", ls="", label=n) for n, c in ef_colors.items()]
+    handles += [Line2D([], [], color="gray", marker=m, ls="", mfc="none", label=f"EF rep [{k}]")
+                for k, m in (("align", "s"), ("moment", "d"), ("posterior", "h"))]
+    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.suptitle("Accuracy against fairness on the test split (EF circles: pre-processing protocol)")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="adult-sex,adult-race,compas-race")
@@ -203,7 +250,12 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--include-group", action="store_true", help="keep the sensitive attribute as a feature")
     p.add_argument("--out", default="benchmarks/results/tabular")
+    p.add_argument("--replot", action="store_true", help="only redraw OUT.png from an existing OUT.json")
     args = p.parse_args(argv)
+    if args.replot:
+        with open(args.out + ".json") as fh:
+            print("wrote", plot(json.load(fh)["rows"], args.out + ".png"))
+        return
     names = [s.strip() for s in args.datasets.split(",") if s.strip()]
     clfs = [s.strip() for s in args.clf.split(",") if s.strip()]
     for n in names:
@@ -232,7 +284,8 @@ def main(argv=None):
     with open(args.out + ".md", "w") as fh:
         fh.write(f"# Real-data study\n\n`{meta['command']}` ({meta['seconds']:.0f} s, {meta['cores']} cores, jax {meta['jax']}).\n")
         fh.write(to_markdown(rows))
-    print(f"\nwrote {args.out}.json and {args.out}.md ({meta['seconds']:.0f} s)")
+    fig = plot(rows, args.out + ".png")
+    print(f"\nwrote {args.out}.json, {args.out}.md" + (f", {fig}" if fig else "") + f" ({meta['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
