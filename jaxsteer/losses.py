@@ -149,7 +149,7 @@ def _warm_affirmative(fam: GaussianFamily, Bw0, *, r: int, c: int, symmetric: bo
         prob = _common.group_problem(tpl, sg, a, w[:, a], symmetric)
         return _group.newton(prob, B0, tol=tol, max_iter=max_iter)
 
-    res = jax.vmap(one)(jnp.arange(m), Bw0)
+    res = jax.lax.map(lambda args: one(*args), (jnp.arange(m), Bw0))  # not vmap: see solve/affirmative.py
     B = jnp.where(is_ref[:, None, None], B_ref[None], res.B)
     residual = jnp.max(jnp.where(is_ref, 0.0, res.residual))
     converged = jnp.all(is_ref | res.converged) & jnp.all(jnp.isfinite(B))

@@ -6,9 +6,9 @@ per group, and common base rates ``π`` (``q̃[i, a] = p_a π_i``, group margina
 Block-coordinate descent, every block exact, so the objective never increases:
   1. ``π`` in closed form from the subgroup KLs;
   2. the template in closed form from the maps;
-  3. all group maps at once (vmapped damped Newton, warm-started).
+  3. all group maps (damped Newton per group, warm-started).
 It is restarted from every group as reference (template = that group's subgroups, maps = the
-affirmative solution for that reference), all restarts vectorised, and the best is kept, so ``all``
+affirmative solution for that reference), the restarts run one after the other, and the best is kept, so ``all``
 is never worse than ``affirmative`` with any reference.
 
 Gauge. Template coordinates are fixed up to an orthogonal transformation by ``G_c = I``, ``u_c = 0``.
@@ -90,7 +90,8 @@ def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form):
             return jax.tree_util.tree_map(lambda s, t: jnp.where(sym_a, s, t), rs, ra)
         return _group.newton(prob, Ba, tol=tol, max_iter=max_iter)
 
-    return jax.vmap(one)(jnp.arange(m), x.B, sym_mask)
+    # lax.map, not vmap, over groups that share the template: see jaxsteer/solve/affirmative.py.
+    return jax.lax.map(lambda args: one(*args), (jnp.arange(m), x.B, sym_mask))
 
 
 class _Loop(NamedTuple):
@@ -211,7 +212,7 @@ def joint_residual(x: Params, q, sg, sym_mask, c: int):
         prob = _common.group_problem(tpl, sg, a, w[:, a], sym_a)
         return _group.relative_residual(prob, Ba)
 
-    r_maps = jnp.max(jax.vmap(one)(jnp.arange(x.B.shape[0]), x.B, sym_mask))
+    r_maps = jnp.max(jax.lax.map(lambda args: one(*args), (jnp.arange(x.B.shape[0]), x.B, sym_mask)))
     r_tpl = _template_residual(x, w, sg, c)
     pi_star, _ = closed_form.prior_update(q, subgroup_kls(x, sg))
     r_pi = jnp.sum(jnp.abs(pi_star - x.pi))
@@ -339,10 +340,11 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     k, m = q.shape
     sg_stop = _common.subgroups(*jax.lax.stop_gradient((mu, S)))
     q_stop = jax.lax.stop_gradient(q)
-    runs = jax.vmap(
+    # Restarts one after the other (lax.map): they share the data, and each stops at its own count.
+    runs = jax.lax.map(
         lambda r: _solve_from(r, q_stop, sg_stop, c=c, symmetric=symmetric, tol=tol,
-                              max_iter=max_iter, max_outer=max_outer, use_closed_form=use_closed_form)
-    )(jnp.arange(m))
+                              max_iter=max_iter, max_outer=max_outer, use_closed_form=use_closed_form),
+        jnp.arange(m))
     # Keep the best restart that reached a stationary point; only if none did, the lowest value
     # (then `converged` is False: the symmetric form can have no minimiser, see the README).
     vals = jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf)
