@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--features", help="comma-separated feature columns (default: all others)")
     f.add_argument("--intervention", choices=("affirmative", "all"), default="affirmative")
     f.add_argument("--form", choices=("symmetric", "affine"), default="affine")
-    f.add_argument("--map", choices=("align", "moment", "posterior"), default="posterior",
+    f.add_argument("--map", choices=("align", "moment", "posterior"), default="align",
                    help="label-free map used by `apply` without --label")
     f.add_argument("--shrinkage", default="ledoit_wolf", help="'ledoit_wolf' (default), 'none' or a number in [0, 1]")
     f.add_argument("--reference", help="group value kept fixed by the affirmative intervention (default: largest group)")

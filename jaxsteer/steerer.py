@@ -32,12 +32,15 @@ class Steerer(BaseSteerer):
         intervention: ``"affirmative"`` (the reference group stays, the others move) or ``"all"``.
         form: ``"affine"`` (any invertible group maps; default, never farther than symmetric) or
             ``"symmetric"`` (the paper's family; convex for ``affirmative``).
-        map: the label-free group map used by :meth:`transform` without ``y``: ``"posterior"``
-            (default), ``"align"`` or ``"moment"`` (see :mod:`jaxsteer.maps`). The default is chosen
-            on evidence: on Adult (sex and race; 20 principal components, logistic regression, all
-            four EF variants) ``posterior`` gave the lowest test ΔEO of the three in 8 of 8 cases
-            (``benchmarks/results/tabular_partial_log.txt``). Use ``align`` or ``moment`` when an affine,
-            invertible map is needed (``inverse_transform``, :class:`jaxsteer.nn.Steer`).
+        map: the label-free group map used by :meth:`transform` without ``y``: ``"align"``
+            (default), ``"moment"`` or ``"posterior"`` (see :mod:`jaxsteer.maps`). The default is
+            chosen on evidence (``benchmarks/results/tabular.md``: Adult sex and race, COMPAS race;
+            4 EF variants × logistic regression and an MLP, 24 cases): ``align`` had the lowest mean
+            test ΔEO (0.080, against 0.126 for ``posterior`` and 0.151 for ``moment``) and the lowest
+            in all 8 COMPAS cases, where the raw bias is large (ΔEO 0.24–0.27 → 0.010–0.043), while
+            ``posterior`` did not reduce it there (0.19–0.28); ``posterior`` was lowest in 15 of the
+            16 Adult cases, where the raw ΔEO is already small (0.02–0.07). ``align`` is also affine
+            and invertible (``inverse_transform``, :class:`jaxsteer.nn.Steer`).
         shrinkage: covariance shrinkage of :func:`~jaxsteer.fit_family` (``"ledoit_wolf"``, a float
             in ``[0, 1]`` or ``None``).
         reference: the group *label* (a value of ``a``) that ``affirmative`` keeps fixed; ``None``
@@ -67,7 +70,7 @@ class Steerer(BaseSteerer):
         self,
         intervention: str = "affirmative",
         form: str = "affine",
-        map: str = "posterior",
+        map: str = "align",
         shrinkage="ledoit_wolf",
         reference=None,
         lognormal: bool = False,

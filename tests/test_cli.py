@@ -74,7 +74,7 @@ def test_fit_then_apply_round_trip(data_csv, tmp_path, capsys):
 
     # Without --label: the label-free group map.
     rc, out, err = _run(["apply", maps_path, data_csv, "--group", "sex", "--out", tmp_path / "g.csv"], capsys)
-    assert rc == 0 and "group map 'posterior'" in out
+    assert rc == 0 and "group map 'align'" in out
 
 
 def _assert_error(argv, capsys, match, written=None):
