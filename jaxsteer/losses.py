@@ -214,7 +214,7 @@ def _split_shrinkage(shrinkage):
     return "value", shrinkage
 
 
-def _validate(h, y, a, sample_weight, k: int, m: int) -> None:
+def _validate(h, y, a, sample_weight, k: int, m: int, ddof=1) -> None:
     """Eager checks of concrete inputs (under ``jit`` nothing is checked)."""
     from jaxsteer import estimate
 
@@ -230,8 +230,10 @@ def _validate(h, y, a, sample_weight, k: int, m: int) -> None:
     yc = estimate._codes("y", "class", y, n, k, "num_classes")
     ac = estimate._codes("a", "group", a, n, m, "num_groups")
     keep = np.ones(n, bool)
+    w = None
     if sample_weight is not None and _is_concrete(sample_weight):
-        keep = estimate._check_weights(sample_weight, n) > 0
+        w = estimate._check_weights(sample_weight, n)
+        keep = w > 0
     counts = np.bincount(yc[keep] * m + ac[keep], minlength=k * m).reshape(k, m)
     if np.any(counts < 2):
         i, g = (int(t) for t in np.argwhere(counts < 2)[0])
@@ -239,6 +241,16 @@ def _validate(h, y, a, sample_weight, k: int, m: int) -> None:
             f"y, a: class {i}, group {g} has {counts[i, g]} row(s) in this batch; every class×group cell "
             "needs at least 2 (use larger or stratified batches)."
         )
+    if w is not None and isinstance(ddof, (int, float)):
+        # Frequency weights: a cell's covariance is its scatter / (Σw − ddof), undefined if Σw ≤ ddof.
+        total = np.bincount(yc * m + ac, weights=w, minlength=k * m).reshape(k, m)
+        if np.any(total <= ddof):
+            i, g = (int(t) for t in np.argwhere(total <= ddof)[0])
+            raise ValueError(
+                f"sample_weight: class {i}, group {g} has total weight {total[i, g]:.4g} <= ddof={ddof} in "
+                "this batch, so its covariance (scatter / (Σw − ddof)) is undefined. The weights are "
+                "frequency weights: scale them up (e.g. to sum to the batch size per cell), or pass ddof=0."
+            )
 
 
 _STATIC = ("num_classes", "num_groups", "intervention", "form", "reference", "reference_class",
@@ -346,7 +358,7 @@ def ideal_gap(
     if not (0 <= r < m and 0 <= c < k):
         raise ValueError(f"reference, reference_class: must lie in [0, {m}) and [0, {k}); got {r}, {c}.")
     h = jnp.asarray(h)
-    _validate(h, y, a, sample_weight, k, m)
+    _validate(h, y, a, sample_weight, k, m, ddof)
     if warm_start is not None:
         _check_warm(warm_start, intervention, form, r, c, m, h.shape[1])
     shrink_mode, shrink_value = _split_shrinkage(shrinkage)
@@ -393,6 +405,6 @@ def kl_to_target(h, y, a, target, *, shrinkage="ledoit_wolf", sample_weight=None
     h = jnp.asarray(h)
     if h.ndim != 2 or h.shape[1] != target.d:
         raise ValueError(f"h: expected hidden states [n, {target.d}] to match the target, got shape {h.shape}.")
-    _validate(h, y, a, sample_weight, target.k, target.m)
+    _validate(h, y, a, sample_weight, target.k, target.m, ddof)
     shrink_mode, shrink_value = _split_shrinkage(shrinkage)
     return _kl_to_target(h, y, a, target, sample_weight, shrink_value, shrink_mode=shrink_mode, ddof=ddof)

@@ -115,6 +115,12 @@ def test_argument_errors():
         losses.ideal_gap(h, y * (a == 0), a, **KW)
     with pytest.raises(ValueError, match="out of range"):
         losses.ideal_gap(h, y, a + 1, **KW)
+    # Frequency weights whose total in a cell is <= ddof: a clear error, not a silent NaN.
+    cell = np.asarray((y == 1) & (a == 1))
+    w = np.where(cell, 0.5 / max(cell.sum(), 1), 1.0)
+    with pytest.raises(ValueError, match="class 1, group 1 has total weight"):
+        losses.ideal_gap(h, y, a, **KW, sample_weight=w)
+    assert np.isfinite(float(losses.ideal_gap(h, y, a, **KW, sample_weight=w, ddof=0)))
 
 
 def test_kl_to_target():
