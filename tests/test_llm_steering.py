@@ -6,11 +6,11 @@ fine-tuning) on a tiny random-weight encoder, so that the script cannot rot. No 
 import math
 import re
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import HashTokenizer
 from flax import nnx
 
 _ROOT = str(Path(__file__).resolve().parents[1])  # benchmarks/ is a top-level package of the repo
@@ -139,17 +139,6 @@ def test_lift_map_steers_only_the_subspace():
 
 
 # -- the benchmark on a tiny random-weight encoder --------------------------------------------------------
-
-
-class HashTokenizer:
-    """[CLS]=1, words hashed into 3..V−1, [SEP]=2 (a stand-in for WordPiece)."""
-
-    def __init__(self, vocab_size):
-        self.vocab_size = vocab_size
-
-    def __call__(self, sentences):
-        return [[1] + [3 + zlib.crc32(w.encode()) % (self.vocab_size - 3) for w in s.lower().split()] + [2]
-                for s in sentences]
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ import math
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fakes import HashTokenizer
 from flax import nnx
 
 from jaxsteer import nn as jsn
@@ -130,17 +130,6 @@ def np_bert(ids, mask, W, cfg):
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-class HashTokenizer:
-    """Deterministic stand-in for a WordPiece tokenizer: [CLS]=1, words hashed into 3..V-1, [SEP]=2."""
-
-    def __init__(self, vocab_size=CFG.vocab_size):
-        self.vocab_size = vocab_size
-
-    def __call__(self, sentences):
-        return [[1] + [3 + zlib.crc32(w.encode()) % (self.vocab_size - 3) for w in s.lower().split()] + [2]
-                for s in sentences]
-
-
 @pytest.fixture(scope="module")
 def weights():
     return random_hf_weights(CFG)
@@ -154,7 +143,7 @@ def model(weights):
 @pytest.fixture(scope="module")
 def encoder(model):
     # one padded length for these short sentences: few shapes to compile (the tests are compile-bound)
-    return SentenceEncoder(model, HashTokenizer(), max_seq_length=64, length_buckets=(32,), name="tiny")
+    return SentenceEncoder(model, HashTokenizer(CFG.vocab_size), max_seq_length=64, length_buckets=(32,), name="tiny")
 
 
 SENTENCES = [
@@ -296,7 +285,7 @@ def test_encode_restores_order_across_batches(encoder, model):
     assert encoder.encode("she is a nurse").shape == (CFG.hidden_size,)
     assert encoder.encode([]).shape == (0, CFG.hidden_size)
     # the same as the model called on the tokenised batch directly
-    ids = HashTokenizer()(SENTENCES)
+    ids = HashTokenizer(CFG.vocab_size)(SENTENCES)
     T = max(map(len, ids))
     tok = np.array([x + [0] * (T - len(x)) for x in ids], np.int32)
     mask = np.array([[1] * len(x) + [0] * (T - len(x)) for x in ids], bool)
@@ -312,7 +301,7 @@ def test_encode_restores_order_across_batches(encoder, model):
 def test_hidden_states_order_mask_and_pooling(encoder):
     hs = encoder.hidden_states(SENTENCES, batch_size=2)
     states, mask = hs  # unpacks as a tuple
-    lengths = [len(x) for x in HashTokenizer()(SENTENCES)]
+    lengths = [len(x) for x in HashTokenizer(CFG.vocab_size)(SENTENCES)]
     assert states.shape == (CFG.num_layers + 1, len(SENTENCES), max(lengths), CFG.hidden_size)
     np.testing.assert_array_equal(mask.sum(1), lengths)
     assert np.all(states[:, ~mask] == 0)  # past each sentence's end: zeros
@@ -338,18 +327,18 @@ def test_bucketed_shapes(encoder):
     assert sorted(seen) == list(range(len(ids)))
     assert shapes == [(4, 64), (4, 32)]  # longest first; the 3 short ones padded to a batch of 4
     assert encoder.length_buckets == (32, 64)
-    default = SentenceEncoder(encoder.model, HashTokenizer(), max_seq_length=40)
+    default = SentenceEncoder(encoder.model, HashTokenizer(CFG.vocab_size), max_seq_length=40)
     assert default.length_buckets == (8, 16, 24, 32, 40)
     assert [t.shape for _, t, _ in default._batches(ids, batch_size=4)] == [(4, 40), (4, 24)]
-    assert SentenceEncoder(encoder.model, HashTokenizer(), max_seq_length=64).length_buckets[-3:] == (48, 56, 64)
+    assert SentenceEncoder(encoder.model, HashTokenizer(CFG.vocab_size), max_seq_length=64).length_buckets[-3:] == (48, 56, 64)
     with pytest.raises(TypeError, match="strings"):
         encoder.encode(["ok", 3])
 
 
 def test_bfloat16_compute_close_to_float32(weights):
     m16 = load_hf_weights(BertEncoder(CFG, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)), weights)
-    enc16 = SentenceEncoder(m16, HashTokenizer(), max_seq_length=64)
-    enc32 = SentenceEncoder(load_hf_weights(BertEncoder(CFG, rngs=nnx.Rngs(0)), weights), HashTokenizer())
+    enc16 = SentenceEncoder(m16, HashTokenizer(CFG.vocab_size), max_seq_length=64)
+    enc32 = SentenceEncoder(load_hf_weights(BertEncoder(CFG, rngs=nnx.Rngs(0)), weights), HashTokenizer(CFG.vocab_size))
     e16, e32 = enc16.encode(SENTENCES), enc32.encode(SENTENCES)
     assert e16.dtype == np.float32
     assert np.min(np.sum(e16 * e32, axis=1)) > 0.99
@@ -360,7 +349,7 @@ def test_bfloat16_compute_close_to_float32(weights):
 
 def test_steer_inserted_after_a_layer(weights):
     m = load_hf_weights(BertEncoder(CFG, rngs=nnx.Rngs(0)), weights)
-    enc = SentenceEncoder(m, HashTokenizer(), length_buckets=(32,))
+    enc = SentenceEncoder(m, HashTokenizer(CFG.vocab_size), length_buckets=(32,))
     base = enc.encode(SENTENCES, batch_size=8)
     groups = np.arange(len(SENTENCES)) % 2
     identity = jsn.Steer.identity(CFG.hidden_size, 2, trainable=False, dtype=jnp.float32)
