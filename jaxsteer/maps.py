@@ -207,6 +207,53 @@ class AffineMap:
         b = jnp.einsum("...ij,...j->...i", self.A, inner.b) + self.b
         return AffineMap(A, b, self.lognormal)
 
+    def lift(self, basis, center) -> "AffineMap":
+        """The maps, fitted on subspace coordinates ``z = Uᵀ(x − c)``, as maps of the full ``x``.
+
+        ``x ↦ x + U((A − I) Uᵀ(x − c) + b)``: the coordinates in the span of ``U`` are steered exactly
+        as ``z ↦ A z + b`` steers them, and the orthogonal complement is left unchanged. Use it to put
+        a map fitted on the top principal components of a representation back into the network (e.g.
+        as a :class:`jaxsteer.nn.Steer` on the full width).
+
+        Args:
+            basis: ``U [D, d]`` with orthonormal columns (``d = self.d``), e.g. principal axes.
+            center: ``c [D]`` the centre of the coordinates (e.g. the mean the PCA subtracted).
+
+        Returns:
+            An :class:`AffineMap` on ``R^D`` with the same batch shape.
+
+        Raises:
+            ValueError: shapes that do not match, columns of ``basis`` not orthonormal, a log-normal map.
+
+        Example:
+            >>> mu, U = X.mean(0), jnp.linalg.svd(X - X.mean(0), full_matrices=False)[2][:8].T  # [D, 8]
+            >>> small = Steerer().fit((X - mu) @ U, y, a).group_map_                          # d = 8
+            >>> full = small.lift(U, mu)                                                      # D × D
+            >>> full.apply(X, a)   # == X + U @ (small.apply((X - mu) @ U, a) - (X - mu) @ U)
+        """
+        if self.lognormal:
+            raise ValueError("lift: a log-normal map acts on log x coordinates and cannot be lifted linearly; "
+                             "lift the Gaussian map fitted on log x instead.")
+        U = jnp.asarray(basis, self.A.dtype)
+        c = jnp.asarray(center, self.A.dtype)
+        d = self.d
+        if U.ndim != 2 or U.shape[1] != d:
+            raise ValueError(f"basis: expected shape [D, {d}] (one column per map coordinate), got {U.shape}.")
+        if U.shape[0] < d:
+            raise ValueError(f"basis: {U.shape[0]} rows cannot hold {d} orthonormal columns.")
+        if c.shape != (U.shape[0],):
+            raise ValueError(f"center: expected shape [{U.shape[0]}] to match basis {U.shape}, got {c.shape}.")
+        if not isinstance(U, jax.core.Tracer):
+            err = float(jnp.max(jnp.abs(U.T @ U - jnp.eye(d, dtype=U.dtype))))
+            if not err <= 1e3 * float(jnp.finfo(U.dtype).eps) * max(U.shape[0], 1):
+                raise ValueError(f"basis: columns are not orthonormal (max |UᵀU − I| = {err:.2e}); "
+                                 "orthonormalise them first, e.g. with jnp.linalg.qr(basis)[0].")
+        D_ = self.A - jnp.eye(d, dtype=self.A.dtype)
+        UDUt = jnp.einsum("ip,...pq,jq->...ij", U, D_, U)
+        A = jnp.eye(U.shape[0], dtype=self.A.dtype) + UDUt
+        b = jnp.einsum("ip,...p->...i", U, self.b) - jnp.einsum("...ij,j->...i", UDUt, c)
+        return AffineMap(A, b, False)
+
     def __repr__(self) -> str:
         kind = "log-normal " if self.lognormal else ""
         return f"AffineMap({kind}d={self.d}, batch_shape={self.batch_shape}, dtype={self.A.dtype})"

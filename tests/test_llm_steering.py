@@ -123,21 +123,6 @@ def test_rms_tpr_gap_against_a_hand_computation():
     assert s2["rms_tpr_gap"] == pytest.approx(math.sqrt((0.25 + 0.5625) / 2))
 
 
-def test_lift_map_steers_only_the_subspace():
-    rng = np.random.default_rng(0)
-    d, p = 6, 2
-    U = np.linalg.qr(rng.normal(size=(d, p)))[0]
-    mu = rng.normal(size=d)
-    A = np.eye(p)[None] + 0.3 * rng.normal(size=(2, p, p))
-    b = rng.normal(size=(2, p))
-    Af, bf = L.lift_map(A, b, mu, U)
-    x = rng.normal(size=d)
-    for g in range(2):
-        y = Af[g] @ x + bf[g]
-        np.testing.assert_allclose(U.T @ (y - mu), A[g] @ (U.T @ (x - mu)) + b[g], atol=1e-12)
-        np.testing.assert_allclose(y - U @ (U.T @ y), x - U @ (U.T @ x), atol=1e-12)  # complement kept
-
-
 # -- the benchmark on a tiny random-weight encoder --------------------------------------------------------
 
 

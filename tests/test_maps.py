@@ -174,6 +174,44 @@ def test_inverse_and_compose(rng):
     np.testing.assert_allclose(ident.b, 0.0, atol=1e-12)
 
 
+def test_lift_steers_the_subspace_and_keeps_the_complement(rng):
+    D, p = 7, 3
+    U = np.linalg.qr(rng.normal(size=(D, p)))[0]
+    c = rng.normal(size=D)
+    small = js.AffineMap(jnp.asarray(np.eye(p) + 0.3 * rng.normal(size=(2, p, p))), jnp.asarray(rng.normal(size=(2, p))))
+    full = small.lift(U, c)
+    assert full.A.shape == (2, D, D) and full.b.shape == (2, D)
+    x = rng.normal(size=(9, D))
+    a = rng.integers(0, 2, size=9)
+    y = np.asarray(full.apply(x, a))
+    z = (x - c) @ U
+    np.testing.assert_allclose((y - c) @ U, small.apply(z, a), atol=1e-12)  # subspace steered as fitted
+    P = U @ U.T
+    np.testing.assert_allclose(y - y @ P, x - x @ P, atol=1e-12)  # complement untouched
+    # identity lifts to identity; inverse commutes with lifting
+    ident = js.AffineMap.identity(p, (2,), dtype=jnp.float64).lift(U, c)
+    np.testing.assert_allclose(ident.A, np.broadcast_to(np.eye(D), (2, D, D)), atol=1e-15)
+    np.testing.assert_allclose(ident.b, 0.0, atol=1e-15)
+    inv = small.inverse().lift(U, c)
+    np.testing.assert_allclose(inv.apply(y, a), x, atol=1e-12)
+    # jit
+    jf = jax.jit(lambda m, U, c: m.lift(U, c))(small, jnp.asarray(U), jnp.asarray(c))
+    np.testing.assert_allclose(jf.A, full.A, atol=1e-14)
+
+
+def test_lift_errors(rng):
+    small = js.AffineMap.identity(2, (2,), dtype=jnp.float64)
+    U = np.linalg.qr(rng.normal(size=(5, 2)))[0]
+    with pytest.raises(ValueError, match="basis: expected shape"):
+        small.lift(U[:, :1], np.zeros(5))
+    with pytest.raises(ValueError, match="not orthonormal"):
+        small.lift(2 * U, np.zeros(5))
+    with pytest.raises(ValueError, match="center"):
+        small.lift(U, np.zeros(4))
+    with pytest.raises(ValueError, match="log-normal"):
+        js.AffineMap(small.A, small.b, lognormal=True).lift(U, np.zeros(5))
+
+
 def test_lognormal_maps_conjugate_by_log_exp(rng):
     fam = random_family(rng, 2, 2, 2)
     lfam = js.GaussianFamily(fam.priors, fam.means, fam.covs, lognormal=True)

@@ -537,20 +537,6 @@ def summarize(per_seed, targets) -> dict:
 # -- steering inside the network -----------------------------------------------------------------------
 
 
-def lift_map(A, b, mu, U):
-    """A per-group affine map fitted on PCA coordinates ``z = Uᵀ(x − μ)`` as a map of ``x`` itself.
-
-    ``x ↦ x + U((A − I) Uᵀ(x − μ) + b)``: the top-``p`` subspace is steered, its complement is kept.
-    Returns ``A_full [m, d, d]``, ``b_full [m, d]``.
-    """
-    A, b, mu, U = (np.asarray(v, np.float64) for v in (A, b, mu, U))
-    d, p = U.shape
-    D = A - np.eye(p)[None]
-    A_full = np.eye(d)[None] + np.einsum("ip,mpq,jq->mij", U, D, U)
-    b_full = b @ U.T - np.einsum("ip,mpq,jq,j->mi", U, D, U, mu)
-    return A_full, b_full
-
-
 def _pooled(states, mask):
     m = mask[..., None].astype(np.float64)
     return (states.astype(np.float64) * m).sum(-2) / np.maximum(m.sum(-2), 1e-9)
@@ -642,8 +628,8 @@ def inside_network(records, sentences, encoder, E, cfg, log=print) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         st = js.Steerer(intervention="affirmative", form="symmetric", map="align").fit((H_tr - muH) @ UH, ytr, atr)
-    gm = st.group_map_
-    A_full, b_full = lift_map(gm.A, gm.b, muH, UH)
+    lifted = st.group_map_.lift(jnp.asarray(UH), jnp.asarray(muH))
+    A_full, b_full = np.asarray(lifted.A, np.float64), np.asarray(lifted.b, np.float64)
     fit_info = {"kl": float(st.solution_.kl), "converged": bool(np.all(np.asarray(st.solution_.converged))),
                 "seconds": round(time.perf_counter() - t0, 1), "warnings": [str(w.message) for w in caught],
                 "layer_state_norm": float(np.mean(np.linalg.norm(H_tr, axis=1)))}
