@@ -366,8 +366,8 @@ def pca_basis(X: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
 # -- methods -------------------------------------------------------------------------------------------
 
 DEFAULT_EF = {
-    "income": ("affirmative/symmetric", "affirmative/affine"),
-    "occupation": ("affirmative/symmetric",),
+    "income": ("affirmative/symmetric", "affirmative/affine", "all/symmetric", "all/affine"),
+    "occupation": ("affirmative/symmetric", "affirmative/affine", "all/symmetric"),
 }
 EF_MAPS = ("posterior", "align", "moment")
 BASELINES = (("mean matching", baselines.MeanMatching), ("MiMiC", baselines.MiMiC), ("LEACE", baselines.LEACE))
@@ -928,14 +928,13 @@ NOTES = [
     "household and gender: occupation accuracy is low (13 classes, the majority class is about 13%), and "
     "the TPR gaps mostly reflect how the classifier uses the gendered part of the embedding together with "
     "the strongly sex-segregated occupations (e.g. Adm-clerical, Craft-repair).",
-    "Solver time decided the EF variants (measured before the run on synthetic data with the same n, d, k, "
-    "m, 2 shared cores): at d = 64 the `affine` form and the `all` intervention take minutes per fit with "
-    "13 occupation classes (affirmative/affine ≈ 230 s, all/* > 4 min), and all/affine > 4 min even with 2 "
-    "classes. all/symmetric took 21 s on the synthetic 2-class problem but had not finished after 10 minutes "
-    "on the real income embeddings (first split), so it was dropped too. Per-fit times of the variants that "
-    "did run are in the JSON (`fit_seconds`). The affirmative/symmetric fit of the first split stopped at "
-    "100 iterations with a residual of 7.6e-10 against the float64 default tolerance 1e-10 (a RuntimeWarning, "
-    "recorded in the JSON); the convex problem is solved to round-off there.",
+    "EF variants: every intervention and form for income; for occupation (13 classes) all but all/affine. "
+    "Solver time decided that: at d = 64 the affine form of `all` has many nearly flat directions (rotations "
+    "of a group's map that barely change the KL), so its joint Newton–CG phase needs hundreds of CG steps per "
+    "Newton step: one income fit (2 classes) took about 300 s on 2 cores, and 13 classes would take far longer. "
+    "all/symmetric takes about 20 s (income) and 35 s (occupation) per fit since the matrix-free joint phase "
+    "(it had not finished in 10 minutes with block descent alone). Per-fit times, convergence and residuals "
+    "are in the JSON (`fit_seconds`, `converged`, `residual`); solver warnings are recorded there too.",
     "Steering inside the network: the ideal gap (affirmative, symmetric) is zero when a *group-aware* Bayes "
     "rule is fair; the downstream classifier is group-blind, so lowering the gap need not lower its ΔEO "
     "(`adult_end_to_end.md`, rows (iii), shows the same with a Flax MLP). The cosine term anchors the "

@@ -133,8 +133,8 @@ def nearest_ideal(
         tol: relative optimality residual; default ``1e-10`` (float64) or ``1e-4`` (float32).
         max_iter: Newton steps per group solve.
         max_outer: at most this many block alternations (template, maps, priors) before the joint
-            Newton phase of ``all``; ``max_iter`` bounds that phase (dense Newton up to 1,500
-            variables, matrix-free Newton–CG with the template in closed form beyond).
+            Newton phase of ``all`` (matrix-free Newton–CG with the template in closed form);
+            ``max_iter`` bounds that phase.
         method: ``"auto"`` uses the closed forms where MATH gives them (``d = 1``); ``"newton"``
             forces the iterative solver everywhere (for cross-checks).
 

@@ -133,9 +133,17 @@ def minimize(
         slope = jnp.vdot(s.g, step)
         slack = 16.0 * eps * (jnp.abs(s.f) + 1.0)
 
+        # Where the predicted decrease is below the rounding of f, Armijo only sees noise: take the
+        # full step if it stays in the domain and keep it only if the residual drops (as in
+        # jaxsteer.solve._group.newton_cg).
+        noise = -slope <= slack
+
+        def armijo(alpha, f_new):
+            return (f_new <= s.f + 1e-4 * alpha * slope + slack) | (noise & jnp.isfinite(f_new))
+
         def ls_cond(c):
             alpha, f_new, n = c
-            return ~(f_new <= s.f + 1e-4 * alpha * slope + slack) & (n < max_backtracks)
+            return ~armijo(alpha, f_new) & (n < max_backtracks)
 
         def ls_body(c):
             alpha, _, n = c
@@ -144,11 +152,14 @@ def minimize(
 
         one = jnp.asarray(1.0, dtype)
         alpha, f_new, _ = jax.lax.while_loop(ls_cond, ls_body, (one, safe_f(s.x + step), jnp.asarray(0)))
-        accept = (f_new <= s.f + 1e-4 * alpha * slope + slack) & (slope < 0) & jnp.all(jnp.isfinite(step))
-        x = jnp.where(accept, s.x + alpha * step, s.x)
+        accept = armijo(alpha, f_new) & (slope < 0) & jnp.all(jnp.isfinite(step))
+        x_new = s.x + alpha * step
+        res_new = residual(x_new)
+        accept = accept & (~noise | (res_new < s.res))
+        x = jnp.where(accept, x_new, s.x)
         fx = jnp.where(accept, f_new, s.f)
         g = jnp.where(accept, project(grad(x)), s.g)
-        res = jnp.where(accept, residual(x), s.res)
+        res = jnp.where(accept, res_new, s.res)
         return _State(x, fx, g, res, s.it + 1, s.cg + ncg, ~accept)
 
     s0 = _State(x0, safe_f(x0), project(grad(x0)), residual(x0), jnp.asarray(0), jnp.asarray(0),

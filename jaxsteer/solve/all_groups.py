@@ -108,9 +108,12 @@ class _Loop(NamedTuple):
 ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
-#: Largest variable count ``(k−1)(d+d²) + m·d(d+1) + k`` for the dense joint Newton phase (its
-#: Hessian is ``n × n``); larger problems finish with the matrix-free :func:`_joint_newton_cg`.
-JOINT_NEWTON_MAX_VARS = 1500
+#: Largest variable count ``(k−1)(d+d²) + m·d(d+1) + k`` for which ``joint="auto"`` uses the dense joint
+#: Newton phase. Zero: the matrix-free phase was faster at every size measured (one problem, 2-core CPU,
+#: float64, same KL to 12 digits): d = 2 0.01 s vs 0.02 s; (k, m, d) = (2, 2, 4) 0.1 vs 0.1–0.5 s,
+#: affine 0.1 vs 1–2.6 s; (5, 3, 4) 0.2 vs 2.6–15 s; (2, 2, 16) 0.15 vs 15–20 s, affine 1.2 vs 16 s.
+#: The dense phase forms the n × n Hessian with n Hessian–vector products and factorises it.
+JOINT_NEWTON_MAX_VARS = 0
 
 
 def _anderson(X, F, count, dtype):
@@ -189,8 +192,8 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
     alt = jax.lax.while_loop(cond, body, init)
     # The blocks are strongly coupled (Σ̃_ia = A_a G_i A_aᵀ): block descent can crawl along a valley
     # for thousands of steps (measured: d = 64 income embeddings, residual 3e-9 after 100 alternations,
-    # 108 s). Finish with Newton on all variables jointly: dense for small problems, matrix-free
-    # Newton–CG with the template eliminated in closed form for large ones.
+    # 108 s). Finish with Newton on all variables jointly: matrix-free Newton–CG with the template
+    # eliminated in closed form (or, on request, dense Newton on every variable: a cross-check).
     if joint == "cg" or (joint == "auto" and n > JOINT_NEWTON_MAX_VARS):
         x, v, it_n, res = _joint_newton_cg(alt.x, q, sg, sym_mask, c=c, tol=tol, max_iter=max_iter)
     else:
@@ -427,7 +430,8 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`.
 
     ``joint`` (static) picks the final joint Newton phase: ``"dense"`` (:func:`_joint_newton`),
-    ``"cg"`` (:func:`_joint_newton_cg`) or ``"auto"`` (dense up to ``JOINT_NEWTON_MAX_VARS`` variables).
+    ``"cg"`` (:func:`_joint_newton_cg`) or ``"auto"`` (dense up to ``JOINT_NEWTON_MAX_VARS`` variables,
+    currently none: see there).
     """
     if joint not in ("auto", "dense", "cg"):
         raise ValueError(f"joint: unknown value {joint!r}; use 'auto', 'dense' or 'cg'.")
