@@ -149,10 +149,12 @@ def _warm_affirmative(fam: GaussianFamily, Bw0, *, r: int, c: int, symmetric: bo
         prob = _common.group_problem(tpl, sg, a, w[:, a], symmetric)
         return _group.newton(prob, B0, tol=tol, max_iter=max_iter)
 
-    res = jax.lax.map(lambda args: one(*args), (jnp.arange(m), Bw0))  # not vmap: see solve/affirmative.py
-    B = jnp.where(is_ref[:, None, None], B_ref[None], res.B)
-    residual = jnp.max(jnp.where(is_ref, 0.0, res.residual))
-    converged = jnp.all(is_ref | res.converged) & jnp.all(jnp.isfinite(B))
+    # Only the moving groups (r is static here), one after the other: not vmap, see solve/affirmative.py.
+    moving = jnp.asarray([a for a in range(m) if a != r])
+    res = jax.lax.map(lambda args: one(*args), (moving, Bw0[moving]))
+    B = Bw0.at[moving].set(res.B)
+    residual = jnp.max(res.residual)
+    converged = jnp.all(res.converged) & jnp.all(jnp.isfinite(B))
     iterations = jnp.max(res.iterations).astype(jnp.zeros((), int).dtype)  # as nearest_ideal reports it
     return B, converged, iterations, residual.astype(mu.dtype)
 
