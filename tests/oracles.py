@@ -393,7 +393,7 @@ def _eigen_aligned_starts(means, covs, r, a, c, rng, max_signs=64):
     flips (all of them when 2^d <= max_signs, else random ones)."""
     k, _, d = means.shape
     starts = []
-    Rr, Ra = psd_sqrt(covs[c, r]), psd_sqrt(covs[c, a])
+    Ra = psd_sqrt(covs[c, a])
     Hr, Ha = psd_invsqrt(covs[c, r]), psd_invsqrt(covs[c, a])
     if d <= int(np.log2(max_signs)):
         flips = [np.array(s, dtype=float) for s in itertools.product([1.0, -1.0], repeat=d)]
