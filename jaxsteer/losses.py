@@ -305,7 +305,7 @@ def ideal_gap(
     warm_start: Solution | None = None,
     return_solution: bool = False,
     tol: float | None = None,
-    max_iter: int = 100,
+    max_iter: int = 300,
 ):
     """KL from the batch's class×group Gaussian model to its nearest ideal family (a scalar loss).
 

@@ -75,7 +75,7 @@ class Steerer(BaseSteerer):
         reference=None,
         lognormal: bool = False,
         tol: float | None = None,
-        max_iter: int = 100,
+        max_iter: int = 300,
     ):
         self.intervention = intervention
         self.form = form

@@ -109,11 +109,14 @@ ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
 #: Largest variable count ``(k−1)(d+d²) + m·d(d+1) + k`` for which ``joint="auto"`` uses the dense joint
-#: Newton phase. Zero: the matrix-free phase was faster at every size measured (one problem, 2-core CPU,
-#: float64, same KL to 12 digits): d = 2 0.01 s vs 0.02 s; (k, m, d) = (2, 2, 4) 0.1 vs 0.1–0.5 s,
-#: affine 0.1 vs 1–2.6 s; (5, 3, 4) 0.2 vs 2.6–15 s; (2, 2, 16) 0.15 vs 15–20 s, affine 1.2 vs 16 s.
-#: The dense phase forms the n × n Hessian with n Hessian–vector products and factorises it.
-JOINT_NEWTON_MAX_VARS = 0
+#: Newton phase; larger problems use the matrix-free :func:`_joint_newton_cg`. Measured (one problem,
+#: 2-core CPU, float64, same KL to 12 digits, dense vs matrix-free): n = 26 (d = 2) 0.02 vs 0.01 s;
+#: n = 62 ((k, m, d) = (2, 2, 4)) 0.1–0.5 vs 0.1 s, affine 1–2.6 vs 0.1 s; n = 145 ((5, 3, 4)) 2.6–15
+#: vs 0.2 s; n = 818 ((2, 2, 16)) 15–20 vs 0.15 s, affine 16 vs 1.2 s. The matrix-free phase is faster
+#: from n ≈ 60 on. The small problems stay on the dense phase, in use longest: while the matrix-free
+#: phase was the default at every size, parallel test runs saw three segfaults inside XLA:CPU
+#: (jaxlib 0.9.2) compilation in one day, none of which reproduced when rerun.
+JOINT_NEWTON_MAX_VARS = 130
 
 
 def _anderson(X, F, count, dtype):
@@ -192,8 +195,8 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
     alt = jax.lax.while_loop(cond, body, init)
     # The blocks are strongly coupled (Σ̃_ia = A_a G_i A_aᵀ): block descent can crawl along a valley
     # for thousands of steps (measured: d = 64 income embeddings, residual 3e-9 after 100 alternations,
-    # 108 s). Finish with Newton on all variables jointly: matrix-free Newton–CG with the template
-    # eliminated in closed form (or, on request, dense Newton on every variable: a cross-check).
+    # 108 s). Finish with Newton on all variables jointly: dense for small problems, matrix-free
+    # Newton–CG with the template eliminated in closed form beyond JOINT_NEWTON_MAX_VARS.
     if joint == "cg" or (joint == "auto" and n > JOINT_NEWTON_MAX_VARS):
         x, v, it_n, res = _joint_newton_cg(alt.x, q, sg, sym_mask, c=c, tol=tol, max_iter=max_iter)
     else:
@@ -430,8 +433,7 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`.
 
     ``joint`` (static) picks the final joint Newton phase: ``"dense"`` (:func:`_joint_newton`),
-    ``"cg"`` (:func:`_joint_newton_cg`) or ``"auto"`` (dense up to ``JOINT_NEWTON_MAX_VARS`` variables,
-    currently none: see there).
+    ``"cg"`` (:func:`_joint_newton_cg`) or ``"auto"`` (dense up to ``JOINT_NEWTON_MAX_VARS`` variables).
     """
     if joint not in ("auto", "dense", "cg"):
         raise ValueError(f"joint: unknown value {joint!r}; use 'auto', 'dense' or 'cg'.")
