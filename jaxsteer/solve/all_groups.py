@@ -113,9 +113,10 @@ ALTERNATION_SWITCH = 1e-2
 #: 2-core CPU, float64, same KL to 12 digits, dense vs matrix-free): n = 26 (d = 2) 0.02 vs 0.01 s;
 #: n = 62 ((k, m, d) = (2, 2, 4)) 0.1–0.5 vs 0.1 s, affine 1–2.6 vs 0.1 s; n = 145 ((5, 3, 4)) 2.6–15
 #: vs 0.2 s; n = 818 ((2, 2, 16)) 15–20 vs 0.15 s, affine 16 vs 1.2 s. The matrix-free phase is faster
-#: from n ≈ 60 on. The small problems stay on the dense phase, in use longest: while the matrix-free
-#: phase was the default at every size, parallel test runs saw three segfaults inside XLA:CPU
-#: (jaxlib 0.9.2) compilation in one day, none of which reproduced when rerun.
+#: from n ≈ 60 on. The small problems stay on the dense phase, in use longest. (It was lowered to
+#: this value while chasing intermittent XLA:CPU compile segfaults in parallel test runs; those turned
+#: out to recur with the dense phase too, see tests/test_solve_jax.py, so 0 is a candidate once the
+#: matrix-free phase has run in CI for a while.)
 JOINT_NEWTON_MAX_VARS = 130
 
 
