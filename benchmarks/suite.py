@@ -1,6 +1,6 @@
 """The performance suite (issue 5): throughput, large problems, compile vs run, roofline.
 
-    python -m benchmarks run [--quick] [--out DIR] [--only throughput,large,compile,roofline]
+    python -m benchmarks run [--quick] [--out DIR] [--only throughput,batching,large,compile,roofline]
 
 Writes ``results.json`` (with the machine description), ``results.md`` and PNG plots (if matplotlib
 is installed; ``pip install jaxsteer[bench]``) to ``DIR`` (default ``benchmarks/results``).
@@ -10,6 +10,8 @@ is installed; ``pip install jaxsteer[bench]``) to ``DIR`` (default ``benchmarks/
   problem on the first few problems of the same batch, in the same process. Ratios use jaxsteer's
   largest batch. Accuracy: the largest relative KL excess over the best of the three on the problems
   solved by all.
+* batching: the same batch as one vmapped batch, in ``chunk_size`` chunks, and sharded over all
+  devices (on CPU: one virtual host device per core), each in a fresh interpreter.
 * large: one family, d ∈ {128, 384, 768}, k = 28, m = 2, affirmative/symmetric: time to the same
   relative residual (1e-10), jaxsteer vs scipy L-BFGS (scipy capped in wall-clock time).
 * compile: ``jax.jit(f).lower(x).compile()`` time separately from run time, and a second call with
@@ -114,6 +116,34 @@ def throughput(cfg) -> list[dict]:
             top = row["jaxsteer"][-1]["per_s"]
             row["ratio"] = {name: top / row[name]["per_s"] for name in ("scipy", "cvxpy") if name in row}
             rows.append(row)
+    return rows
+
+
+def batching(cases, devices: int) -> list[dict]:
+    """Batch layouts at one batch size per case: one vmapped batch, ``chunk_size`` chunks, and (when
+    ``devices > 1``) the batch sharded over ``devices`` devices (on CPU: virtual host devices, one per
+    core). Each layout runs in a fresh interpreter (``python -m benchmarks.chunking``), because the
+    host device count is fixed when jax starts."""
+    import subprocess
+    import sys
+    import tempfile
+
+    rows = []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for (k, m, d), batch, (inter, form), chunks in cases:
+        for ndev in sorted({1, devices}):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "rows.json")
+                cmd = [sys.executable, "-m", "benchmarks.chunking", "--k", str(k), "--m", str(m), "--d", str(d),
+                       "--batch", str(batch), "--intervention", inter, "--form", form,
+                       "--chunks", ",".join(str(c) for c in chunks), "--devices", str(ndev), "--json", out]
+                proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+                print(proc.stdout, end="", flush=True)
+                if proc.returncode != 0:
+                    print(f"  batching {inter}/{form} d={d} devices={ndev} failed:\n{proc.stderr[-2000:]}", flush=True)
+                    continue
+                with open(out) as fh:
+                    rows += json.load(fh)
     return rows
 
 
@@ -240,6 +270,27 @@ def markdown(res) -> str:
                 f"{_fmt(r['ratio'].get('scipy'))} | {_fmt(r['ratio'].get('cvxpy'))} | {ex} | "
                 f"{r['jaxsteer'][-1]['converged']:.3f} |")
         lines.append("")
+    if res.get("batching"):
+        scipy_rate = {(r["k"], r["m"], r["d"], r["intervention"], r["form"]): r["scipy"]["per_s"]
+                      for r in res.get("throughput", []) if "scipy" in r}
+        lines += ["## Batch layouts (the same batch vmapped, in `chunk_size` chunks, sharded over devices)", "",
+                  "On a CPU-only machine the devices are virtual host devices, one per core; scipy runs one "
+                  "problem at a time in one process (one core), so the per-core ratio divides by the devices.", "",
+                  "| k, m, d | intervention/form | batch | devices | chunk_size → problems/s | best | × scipy | × scipy per core | converged | max ΔKL across layouts |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        groups = {}
+        for r in res["batching"]:
+            groups.setdefault((r["k"], r["m"], r["d"], r["intervention"], r["form"], r["batch"], r["devices"]), []).append(r)
+        for (k, m, d, inter, form, batch, ndev), rs in groups.items():
+            best = max(rs, key=lambda r: r["per_s"])
+            sc = scipy_rate.get((k, m, d, inter, form))
+            lay = "; ".join(f"{r['chunk_size'] or 'vmap'}: {r['per_s']:,.1f}" for r in rs)
+            lines.append(
+                f"| {k}, {m}, {d} | {inter}/{form} | {batch:,} | {ndev} | {lay} | {best['per_s']:,.1f} "
+                f"(chunk {best['chunk_size'] or 'vmap'}) | {_fmt(best['per_s'] / sc if sc else None)} | "
+                f"{_fmt(best['per_s'] / sc / ndev if sc else None)} | {min(r['converged'] for r in rs):.3f} | "
+                f"{max(r['max_abs_dkl'] for r in rs):.1e} |")
+        lines.append("")
     if res.get("large"):
         lines += ["## Large problems (one family, k = 28, m = 2, affirmative/symmetric, tol 1e-10)", "",
                   "| d | jaxsteer s (compile s) | Newton / CG its | residual | kernel GFLOP/s | % f64 matmul | scipy s | scipy its | scipy residual | × scipy | jaxsteer s to scipy's residual | × scipy, same tolerance | scipy KL excess |",
@@ -317,13 +368,14 @@ def plots(res, out_dir) -> list[str]:
 def config(quick: bool, smoke: bool):
     if smoke:  # for tests: seconds, exercises every code path
         return dict(throughput=[((2, 2, 2), [1, 2], VARIANTS[:1], 1)], large=([8], 3, 10.0),
-                    compile=(3, 2), roofline=128)
+                    compile=(3, 2), roofline=128, batching=[((2, 2, 2), 3, VARIANTS[0], [0, 2])])
     if quick:  # < 3 minutes on 2 cores
         return dict(
             throughput=[((2, 2, 4), [1, 64, 1024], VARIANTS[:2], 8),
                         ((2, 2, 16), [1, 256], VARIANTS[:1], 4),
                         ((2, 2, 4), [1, 64], VARIANTS[2:], 2)],
-            large=([128], 28, 60.0), compile=(8, 64), roofline=1024)
+            large=([128], 28, 60.0), compile=(8, 64), roofline=1024,
+            batching=[((2, 2, 16), 256, VARIANTS[0], [0, 1, 8])])
     # Full run, sized for an idle 2-core CPU (about 15 minutes): batches up to 16,384 at d ≤ 4 and
     # 4,096 at d = 16 for the symmetric affirmative form. The affine form and the `all` intervention
     # run at smaller batches: a vmapped batch steps in lock-step until its slowest problem has
@@ -339,7 +391,12 @@ def config(quick: bool, smoke: bool):
                     ((2, 2, 16), [1], VARIANTS[2:], 2),
                     ((2, 2, 64), [1], af, 2),
                     ((5, 3, 4), [1, 64], VARIANTS, 4)],
-        large=([128, 384, 768], 28, 150.0), compile=(16, 1024), roofline=2048)
+        large=([128, 384, 768], 28, 150.0), compile=(16, 1024), roofline=2048,
+        # Batch layouts at the throughput section's largest batches (vmapped, chunked, sharded).
+        batching=[((2, 2, 16), 4096, VARIANTS[0], [0, 1, 8, 64]),
+                  ((2, 2, 16), 256, VARIANTS[1], [0, 1, 8]),
+                  ((2, 2, 4), 16384, VARIANTS[0], [0, 1, 64, 1024]),
+                  ((5, 3, 4), 64, VARIANTS[2], [0, 1, 8])])
 
 
 def main(argv=None) -> int:
@@ -349,7 +406,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, < 3 minutes on 2 cores")
     ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny, for the tests
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    ap.add_argument("--only", default="throughput,large,compile,roofline",
+    ap.add_argument("--only", default="throughput,batching,large,compile,roofline",
                     help="comma-separated sections to run")
     ap.add_argument("--variants", default=None,
                     help="comma-separated intervention/form pairs to keep in the throughput section "
@@ -380,6 +437,10 @@ def main(argv=None) -> int:
     if "throughput" in sections:
         print("throughput:", flush=True)
         res["throughput"] = throughput(cfg["throughput"])
+    if "batching" in sections:
+        ndev = os.cpu_count() if jax.devices()[0].platform == "cpu" else len(jax.devices())
+        print(f"batch layouts (up to {ndev} devices):", flush=True)
+        res["batching"] = batching(cfg["batching"], ndev)
     if "compile" in sections:
         print("compile vs run:", flush=True)
         res["compile"] = compile_vs_run(*cfg["compile"], **({"forms": ("symmetric",)} if args.smoke else {}))

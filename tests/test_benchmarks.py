@@ -26,11 +26,32 @@ def test_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_chunking_benchmark_smoke():
+def test_batching_section_smoke(tmp_path):
+    """The batch-layout section: vmapped and chunked, unsharded and sharded over 2 virtual devices,
+    each layout in a fresh interpreter (``benchmarks.chunking --devices``)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.chunking", "--d", "2", "--batch", "3", "--chunks", "0,2"],
-        cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=900)
+        [sys.executable, "-m", "benchmarks", "run", "--smoke", "--out", str(tmp_path), "--only", "batching"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = json.loads((tmp_path / "results_quick.json").read_text())["batching"]
+    ndev = max(r["devices"] for r in rows)
+    assert {(r["devices"], r["chunk_size"]) for r in rows} == {(1, None), (1, 2), (ndev, None), (ndev, 2)}
+    assert all(r["converged"] == 1.0 and r["max_abs_dkl"] <= 1e-12 for r in rows)
+    assert "## Batch layouts" in (tmp_path / "results_quick.md").read_text()
+
+
+@pytest.mark.slow
+def test_chunking_benchmark_sharded(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.chunking", "--d", "2", "--batch", "3", "--chunks", "0,2",
+         "--devices", "2", "--json", str(tmp_path / "rows.json")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = [ln for ln in out.stdout.splitlines() if "problems/s" in ln]
-    assert len(lines) == 2 and all("converged 1.000" in ln for ln in lines)
+    assert len(lines) == 2 and all("devices=2" in ln and "converged 1.000" in ln for ln in lines)
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["chunk_size"] for r in rows] == [None, 2] and rows[1]["max_abs_dkl"] <= 1e-12
