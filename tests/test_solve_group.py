@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.linalg
 import scipy.optimize
 
 from jaxsteer.solve import _group
@@ -122,31 +121,3 @@ def test_newton_cg_does_not_stall_in_the_rounding_regime_on_real_embeddings():
     sol = js.nearest_ideal(fam, intervention="affirmative", form="symmetric", reference=1)
     assert bool(sol.converged), float(sol.residual)
     assert float(sol.residual) <= 1e-10 and int(sol.iterations) <= 20
-
-
-def test_pooled_symmetric_start_is_exact_when_precisions_are_shared(rng):
-    """With one precision for every class and equal subgroup means (so the mean term has no cross
-    part), the pooled start of ``_common.symmetric_start`` is the exact symmetric optimum; in general
-    it is a start no worse than ``Σ_ca^{1/2}``, from which Newton reaches the same optimum."""
-    from jaxsteer.solve import _common
-
-    k, d = 3, 5
-    base = _problem(rng, k, d, True)
-    shared = base._replace(P=jnp.broadcast_to(base.P[0], base.P.shape),
-                           mu=jnp.broadcast_to(base.mu[0], base.mu.shape))
-    S_ca = jnp.linalg.inv(shared.P[0]) + 0.3 * jnp.eye(d)  # any SPD: the pooled start must win
-    B0 = _common.symmetric_start(shared, S_ca)
-    res0 = _group.relative_residual(shared, B0)
-    assert float(res0) <= 1e-12, res0
-    assert np.allclose(B0[:, :-1], B0[:, :-1].T)
-    # General data: never worse than the reference-class start, same optimum from both.
-    prob = _problem(rng, k, d, True)
-    S_ca = jnp.linalg.inv(prob.P[0])
-    B_ref = _group.with_offset(prob, jnp.asarray(np.real(scipy.linalg.sqrtm(np.asarray(S_ca)))))
-    B0 = _common.symmetric_start(prob, S_ca)
-    assert float(_group.value(prob, B0)) <= float(_group.value(prob, B_ref)) + 1e-12
-    r1 = _group.newton(prob, B0, tol=1e-11, max_iter=100)
-    r2 = _group.newton(prob, B_ref, tol=1e-11, max_iter=100)
-    assert bool(r1.converged) and bool(r2.converged)
-    np.testing.assert_allclose(r1.value, r2.value, rtol=1e-13)
-    np.testing.assert_allclose(r1.B, r2.B, atol=1e-8)
