@@ -26,7 +26,8 @@ def _parse(argv):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--form", default="affine")
     ap.add_argument("--intervention", default="affirmative")
-    ap.add_argument("--chunks", default="0,1,8", help="chunk sizes; 0 = one vmapped batch")
+    ap.add_argument("--chunks", default="0,1,8",
+                    help="chunk sizes; 0 = one vmapped batch, 'auto' = the default layout of this backend")
     ap.add_argument("--devices", type=int, default=1,
                     help="shard the batch over this many devices (virtual host devices on a CPU-only "
                          "machine); 1 = unsharded")
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
                                batch_shape=(args.batch,))
     mesh = batch_mesh(jax.devices()[:args.devices]) if args.devices > 1 else None
     rows, ref = [], None
-    for c in (int(x) for x in args.chunks.split(",")):
+    for c in (x if x == "auto" else int(x) for x in args.chunks.split(",")):
         opts = dict(intervention=args.intervention, form=args.form, chunk_size=None if c == 0 else c)
         if mesh is None:
             compiled = jax.jit(lambda f, o=opts: js.nearest_ideal(f, **o))

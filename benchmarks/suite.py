@@ -161,12 +161,12 @@ def _kernel(q, mu, S):
     w = affirmative.target_priors(q, 0)
     prob = _common.group_problem(tpl, sg, 1, w[:, 1], True)
     B0 = _common.symmetric_start(prob, sg.S[0, 1])
-    res, cg = _group.newton_cg(prob, B0, tol=1e-10, max_iter=100, return_cg=True)
-    return res, cg
+    res = _group.newton(prob, B0, tol=1e-10, max_iter=100, method="cg")
+    return res, res.cg_iterations
 
 
 def kernel_flops(k, d, newton, cg):
-    """Flop model of :func:`jaxsteer.solve._group.newton_cg`: per CG iteration ``(4k + 12) d³``
+    """Flop model of the matrix-free group solve (:class:`jaxsteer.solve._group.KroneckerGroup`): per CG iteration ``(4k + 12) d³``
     (stacked ``Σ P_i V G_i``, log-det term, preconditioner); per Newton step ``(4k + 40) d³``
     (gradient, inverse, two generalised eigendecompositions, line-search factorisations)."""
     return float(cg * (4 * k + 12) * d ** 3 + (newton + 1) * (4 * k + 40) * d ** 3)

@@ -18,7 +18,7 @@ from jaxsteer.estimate import SuffStats, fit_family
 from jaxsteer.family import GaussianFamily
 from jaxsteer.ideal import is_ideal
 from jaxsteer.maps import AffineMap
-from jaxsteer.solve import AffineMaps, Solution, Template, nearest_ideal
+from jaxsteer.solve import AffineMaps, Solution, Status, Template, nearest_ideal, status_message
 from jaxsteer.steerer import Steerer
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "GaussianFamily",
     "NotFittedError",
     "Solution",
+    "Status",
     "Steerer",
     "SuffStats",
     "Template",
@@ -41,6 +42,7 @@ __all__ = [
     "maps",
     "metrics",
     "nearest_ideal",
+    "status_message",
 ]
 
 __version__ = "0.1.0"

@@ -25,6 +25,12 @@ __all__ = ["DataError", "read_csv", "require_columns", "FeatureLayout", "LoadedM
 FORMAT_VERSION = 1
 
 
+def _solve_status(solution) -> str:
+    from jaxsteer.solve import Status
+
+    return Status(int(solution.status)).name.lower()
+
+
 class DataError(ValueError):
     """Bad input data or files (a one-line, user-facing message)."""
 
@@ -165,6 +171,7 @@ def save_steerer(path: str, steerer, layout: FeatureLayout, extra: dict | None =
         layout=layout.to_json(),
         kl=float(sol.kl),
         converged=bool(sol.converged),
+        status=_solve_status(sol),
         **(extra or {}),
     )
     arrays = dict(

@@ -16,14 +16,15 @@ objective at ``x*`` in closed form, differentiably in ``θ(h)``:
 * ``all``: ``x*`` are the template, every group's map and the base rates ``π``; the target's
   subgroup Gaussians are then fixed and only ``q̃ = π p(θ)`` and ``θ`` move.
 
-**Warm start.** ``warm_start=previous_solution`` (from ``return_solution=True``) starts the
-``affirmative`` solver from the previous step's maps, so that a training step costs a couple of
-Newton steps instead of a full multi-start solve. The returned solution's ``converged`` flag says
-whether the warm solve reached ``tol``; if not, the value is that of the best point found (an upper
-bound of the gap) and the next warm step continues from it (or call again with ``warm_start=None``).
-In the ``affine`` form a warm start follows the local optimum it starts in (the cold solve picks
-the best of several starts); the ``symmetric`` form is convex and reaches the same optimum from any
-start.
+**Warm start.** ``warm_start=previous_solution`` (from ``return_solution=True``) is passed to
+:func:`~jaxsteer.nearest_ideal` as ``init=``: the solver starts from the previous step's maps (and,
+for ``all``, template and base rates), so that a training step costs a couple of Newton steps
+instead of a full multi-start solve. The returned solution's ``status`` says whether the warm solve
+reached ``tol``; if not, the value is that of the best point found (an upper bound of the gap) and
+the next warm step continues from it (or call again with ``warm_start=None``). In the ``affine``
+form and for ``all`` a warm start follows the local optimum it starts in (the cold solve compares
+several starts); the symmetric ``affirmative`` problem is convex and reaches the same optimum from
+any start.
 
 Example::
 
@@ -47,8 +48,7 @@ from jaxsteer import _linalg
 from jaxsteer.divergence import gaussian_kl
 from jaxsteer.estimate import fit_family
 from jaxsteer.family import GaussianFamily
-from jaxsteer.solve import (FORMS, INTERVENTIONS, AffineMaps, Solution, Template, default_tol,
-                            nearest_ideal)
+from jaxsteer.solve import FORMS, INTERVENTIONS, Solution, affirmative, check_limits, default_tol, nearest_ideal
 
 __all__ = ["ideal_gap", "kl_to_target", "batch_family"]
 
@@ -116,64 +116,9 @@ def _all_value(fam: GaussianFamily, t_means, t_covs, pi):
 
 
 def _whitened_maps(solution: Solution) -> jax.Array:
-    """An ``affirmative`` solution's maps in its own whitened template coordinates, ``[m, d, d+1]``.
-
-    ``A_w = A Γ_c^{1/2}``, ``b_w = b + A ν_c`` with the solution's template (the reference group's
-    class-``c`` subgroup of the family it was solved on).
-    """
-    c = solution.reference_class
-    A, b = solution.maps.A, solution.maps.b
-    root = _linalg.psd_sqrt(solution.template.covs[c])
-    Aw = A @ root
-    bw = b + jnp.einsum("aij,j->ai", A, solution.template.means[c])
-    return jnp.concatenate([Aw, bw[..., None]], axis=-1)
-
-
-def _warm_affirmative(fam: GaussianFamily, Bw0, *, r: int, c: int, symmetric: bool, tol, max_iter: int):
-    """Newton from ``Bw0`` for every moving group (the solver's own per-group kernel).
-
-    Uses the solver's internal per-group Newton method, since :func:`~jaxsteer.nearest_ideal` takes
-    no initial point; replace by ``nearest_ideal(..., init=...)`` once it has one.
-    """
-    from jaxsteer.solve import _common, _group, affirmative
-
-    q, mu, S = fam.priors, fam.means, fam.covs
-    m = q.shape[-1]
-    sg = _common.subgroups(mu, S)
-    tpl, B_ref, _ = _common.template_from_group(sg, r, c)
-    w = affirmative.target_priors(q, r)
-    is_ref = jnp.arange(m) == r
-    Bw0 = jnp.where(is_ref[:, None, None], B_ref[None], Bw0.astype(mu.dtype))
-
-    def one(a, B0):
-        prob = _common.group_problem(tpl, sg, a, w[:, a], symmetric)
-        return _group.newton(prob, B0, tol=tol, max_iter=max_iter)
-
-    # Only the moving groups (r is static here), one after the other: not vmap, see solve/affirmative.py.
-    moving = jnp.asarray([a for a in range(m) if a != r])
-    res = jax.lax.map(lambda args: one(*args), (moving, Bw0[moving]))
-    B = Bw0.at[moving].set(res.B)
-    residual = jnp.max(res.residual)
-    converged = jnp.all(res.converged) & jnp.all(jnp.isfinite(B))
-    iterations = jnp.max(res.iterations).astype(jnp.zeros((), int).dtype)  # as nearest_ideal reports it
-    return B, converged, iterations, residual.astype(mu.dtype)
-
-
-def _affirmative_solution(fam: GaussianFamily, Bw, converged, iterations, residual, *, r, c, form):
-    """A :class:`Solution` (no gradients) from whitened maps, as :func:`nearest_ideal` reports it."""
-    qt, means, covs, A, b = _affirmative_target(fam, Bw, r, c)
-    sub = gaussian_kl(means, covs, fam.means, fam.covs)
-    sub = jnp.where((jnp.arange(fam.m) == r)[None, :], 0.0, sub)
-    kl_f = jnp.sum(qt * sub)
-    kl_p = _prior_parts(fam.priors, qt)
-    q = fam.priors
-    target = GaussianFamily(priors=qt, means=means, covs=covs, lognormal=fam.lognormal, validate=False)
-    return Solution(
-        target=target, kl=kl_f + kl_p, kl_features=kl_f, kl_priors=kl_p, subgroup_kl=sub,
-        template=Template(fam.means[:, r], fam.covs[:, r], q[:, r] / jnp.sum(q[:, r])),
-        maps=AffineMaps(A, b), weights=qt / q, converged=converged, iterations=iterations,
-        residual=residual, intervention="affirmative", form=form, reference=r, reference_class=c,
-    )
+    """An ``affirmative`` solution's maps in its own whitened template coordinates, ``[m, d, d+1]``."""
+    t = solution.template
+    return affirmative.whitened_maps(solution.maps.A, solution.maps.b, t.means, t.covs, solution.reference_class)
 
 
 def _check_warm(warm: Solution, intervention, form, reference, reference_class, m, d):
@@ -182,17 +127,14 @@ def _check_warm(warm: Solution, intervention, form, reference, reference_class, 
             f"warm_start: expected the Solution of a previous ideal_gap(..., return_solution=True) call, "
             f"got {type(warm).__name__}."
         )
-    if intervention != "affirmative":
-        raise ValueError(
-            "warm_start: only intervention='affirmative' can be warm-started (the 'all' solver restarts "
-            "from every group); pass warm_start=None."
-        )
-    opts = (warm.intervention, warm.form, warm.reference, warm.reference_class)
-    if opts != (intervention, form, reference, reference_class):
-        raise ValueError(
-            f"warm_start: solved with (intervention, form, reference, reference_class) = {opts}, but this "
-            f"call uses {(intervention, form, reference, reference_class)}."
-        )
+    ours = (intervention, form, reference, reference_class)
+    theirs = (warm.intervention, warm.form, warm.reference, warm.reference_class)
+    if intervention == "all":  # the reference group plays no part in `all`
+        ours, theirs = ours[:2] + ours[3:], theirs[:2] + theirs[3:]
+    if ours != theirs:
+        names = ("intervention, form, reference, reference_class" if intervention == "affirmative"
+                 else "intervention, form, reference_class")
+        raise ValueError(f"warm_start: solved with ({names}) = {theirs}, but this call uses {ours}.")
     if warm.maps.A.shape != (m, d, d):
         raise ValueError(
             f"warm_start: its maps have shape {warm.maps.A.shape}, expected ({m}, {d}, {d}) (one unbatched "
@@ -256,35 +198,24 @@ def _validate(h, y, a, sample_weight, k: int, m: int, ddof=1) -> None:
 
 
 _STATIC = ("num_classes", "num_groups", "intervention", "form", "reference", "reference_class",
-           "shrink_mode", "ddof", "tol", "max_iter", "return_solution")
+           "shrink_mode", "ddof", "return_solution")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _ideal_gap(h, y, a, sample_weight, shrink_value, warm_start, *, num_classes, num_groups, intervention,
-               form, reference, reference_class, shrink_mode, ddof, tol, max_iter, return_solution):
+def _ideal_gap(h, y, a, sample_weight, shrink_value, warm_start, tol, max_iter, *, num_classes, num_groups,
+               intervention, form, reference, reference_class, shrink_mode, ddof, return_solution):
     shrinkage = shrink_value if shrink_mode == "value" else shrink_mode
     fam = batch_family(h, y, a, num_classes=num_classes, num_groups=num_groups, shrinkage=shrinkage,
                        sample_weight=sample_weight, ddof=ddof)
     r, c = reference, reference_class
-    opts = dict(intervention=intervention, form=form, reference=r, reference_class=c, tol=tol,
-                max_iter=max_iter)
     fixed = _sg(fam)
-
+    sol = nearest_ideal(fixed, intervention=intervention, form=form, reference=r, reference_class=c,
+                        tol=default_tol(fam.dtype) if tol is None else tol, max_iter=max_iter,
+                        init=None if warm_start is None else _sg(warm_start))
     if intervention == "all":
-        sol = nearest_ideal(fixed, **opts)
         value = _all_value(fam, sol.target.means, sol.target.covs, sol.template.base_rates)
-        return (value, sol) if return_solution else value
-
-    if warm_start is None:
-        sol = nearest_ideal(fixed, **opts)
-        Bw = _whitened_maps(sol)
     else:
-        tol_v = default_tol(fam.dtype) if tol is None else float(tol)
-        Bw0 = _sg(_whitened_maps(warm_start))
-        Bw, conv, it, res = _warm_affirmative(fixed, Bw0, r=r, c=c, symmetric=form == "symmetric",
-                                              tol=tol_v, max_iter=int(max_iter))
-        sol = _affirmative_solution(fixed, Bw, conv, it, res, r=r, c=c, form=form)
-    value = _affirmative_value(fam, _sg(Bw), r, c)
+        value = _affirmative_value(fam, _sg(_whitened_maps(sol)), r, c)
     return (value, sol) if return_solution else value
 
 
@@ -322,23 +253,25 @@ def ideal_gap(
         sample_weight: optional ``[n]`` non-negative weights (differentiable too).
         ddof: covariance degrees of freedom of the batch model.
         warm_start: the :class:`~jaxsteer.Solution` of a previous call (``return_solution=True``),
-            to start the ``affirmative`` solver from its maps; ``None`` for a cold solve.
+            to start the solver from (``nearest_ideal(..., init=warm_start)``); ``None`` for a cold
+            solve.
         return_solution: also return the :class:`~jaxsteer.Solution` of this batch (no gradients;
             carry it to the next step as ``warm_start``, or build a ``Steer`` from it). Its
-            ``converged`` flag reports whether the (warm) solve reached ``tol``.
-        tol, max_iter: solver tolerance (default 1e-10 in float64, 1e-4 in float32) and Newton steps.
+            ``status`` says whether the (warm) solve reached ``tol``, and if not, why not.
+        tol, max_iter: solver tolerance (default 1e-10 in float64, 1e-4 in float32) and Newton steps;
+            both traced (a new value does not recompile).
             With ``warm_start``, a small ``max_iter`` (1–2) amortises the solve over training steps:
             the value is then ``KL`` at the maps reached (an upper bound of the gap, tight as they
-            converge) and the gradient is that bound's exact gradient. ``max_iter=0`` reuses the
-            previous maps as they are.
+            converge) and the gradient is that bound's exact gradient. ``max_iter=0`` takes no Newton
+            step: the value at the warm start.
 
     Returns:
         The scalar ``KL(θ̃ ‖ θ(h))`` in nats, or ``(kl, solution)``. Its gradient is exact by the
         envelope theorem (the solver is never differentiated), to the solver's tolerance.
 
     One compiled function per combination of the static options; jittable and differentiable
-    inside user code (``h``, ``y``, ``a``, ``sample_weight``, a float ``shrinkage`` and
-    ``warm_start`` may be traced). A warm-started call has its own compilation (the ``warm_start``
+    inside user code (``h``, ``y``, ``a``, ``sample_weight``, a float ``shrinkage``, ``tol``,
+    ``max_iter`` and ``warm_start`` may be traced). A warm-started call has its own compilation (the ``warm_start``
     pytree is an input); repeated warm calls do not recompile. Each class×group cell needs at least
     2 rows in the batch: checked when ``y`` and ``a`` are concrete; under ``jit`` an empty cell gives
     NaN.
@@ -364,11 +297,11 @@ def ideal_gap(
     if warm_start is not None:
         _check_warm(warm_start, intervention, form, r, c, m, h.shape[1])
     shrink_mode, shrink_value = _split_shrinkage(shrinkage)
+    check_limits(tol, max_iter, warm=warm_start is not None)
     return _ideal_gap(
-        h, y, a, sample_weight, shrink_value, warm_start, num_classes=k, num_groups=m,
+        h, y, a, sample_weight, shrink_value, warm_start, tol, max_iter, num_classes=k, num_groups=m,
         intervention=intervention, form=form, reference=r, reference_class=c, shrink_mode=shrink_mode,
-        ddof=ddof, tol=None if tol is None else float(tol), max_iter=int(max_iter),
-        return_solution=bool(return_solution),
+        ddof=ddof, return_solution=bool(return_solution),
     )
 
 

@@ -130,8 +130,8 @@ class Steerer(BaseSteerer):
         if not bool(np.all(np.asarray(solution.converged))):
             warnings.warn(
                 f"Steerer: the solver stopped before reaching tol (residual {float(solution.residual):.3g} after "
-                f"{int(solution.iterations)} iterations); the target is the best point found. Increase "
-                "max_iter or loosen tol.",
+                f"{int(solution.iterations)} Newton steps): {solution.messages()[0]}. The target is the best "
+                "point found.",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -211,8 +211,8 @@ class Steerer(BaseSteerer):
             + (f", reference group {self.reference_!r}" if self.intervention == "affirmative" else ""),
             f"  KL(ideal ‖ fitted) = {float(sol.kl):.6g} nats (features {float(sol.kl_features):.6g}, "
             f"class balance {float(sol.kl_priors):.6g})",
-            f"  solver: converged={bool(sol.converged)}, iterations={int(sol.iterations)}, "
-            f"residual={float(sol.residual):.3g}",
+            f"  solver: converged={bool(sol.converged)} ({sol.messages()[0]}), {int(sol.iterations)} Newton "
+            f"steps, residual {float(sol.residual):.3g}",
             f"  certificate: any classifier's error moves by ≤ {float(cert.tv_bound):.4g} (Pinsker); "
             f"a rule exactly fair on the ideal family has ΔEO ≤ {float(cert.eo_bound):.4g} on the fitted one",
             "  subgroup KL and sample weights (class × group):",

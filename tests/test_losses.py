@@ -101,8 +101,12 @@ def test_warm_start_matches_cold_without_recompiling():
 def test_argument_errors():
     h, y, a = _batch(3)
     _, sol, _, _ = _gap(h, y, a)
-    with pytest.raises(ValueError, match="only intervention='affirmative'"):
+    with pytest.raises(ValueError, match="warm_start: solved with"):
         losses.ideal_gap(h, y, a, **KW, intervention="all", warm_start=sol)
+    with pytest.raises(ValueError, match="tol"):
+        losses.ideal_gap(h, y, a, **KW, tol=-1.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        losses.ideal_gap(h, y, a, **KW, max_iter=0)
     with pytest.raises(ValueError, match="solved with"):
         losses.ideal_gap(h, y, a, **KW, form="affine", warm_start=sol)
     with pytest.raises(TypeError, match="Solution"):

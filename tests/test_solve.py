@@ -113,6 +113,7 @@ def test_matches_oracle(shape, intervention, form):
             # No minimiser: the infimum drops the reference class. We must not claim a stationary
             # point that is not one, and must be no worse than the best interior stationary point.
             assert not bool(sol.converged[b])
+            assert int(sol.status[b]) == js.Status.NO_MINIMISER
             if ref["interior"] is not None:
                 assert ours <= ref["interior"]["kl"] + 1e-8
             continue

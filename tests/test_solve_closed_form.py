@@ -8,6 +8,8 @@ import scipy.optimize
 
 from jaxsteer.divergence import gaussian_kl
 from jaxsteer.solve import _group, closed_form
+import jaxsteer as js
+from univariate_all import univariate_all
 
 
 def _univariate_problem(rng, k):
@@ -94,14 +96,15 @@ def test_prior_update_matches_generic_optimiser(rng):
 
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("k", [2, 3])
-def test_univariate_all_matches_generic_optimiser(symmetric, k):
+def test_univariate_all_reference_matches_generic_optimiser(symmetric, k):
+    """The 1-D-search reference of tests/univariate_all.py against BFGS from many starts."""
     rng = np.random.default_rng(7 + k)
     m = 2
     q = rng.uniform(0.5, 1.5, size=(k, m))
     q /= q.sum()
     mu = 2 * rng.normal(size=(k, m))
     var = rng.uniform(0.3, 2.0, size=(k, m))
-    out = jax.jit(lambda q, mu, var: closed_form.univariate_all(q, mu, var, symmetric=symmetric))(
+    out = jax.jit(lambda q, mu, var: univariate_all(q, mu, var, symmetric=symmetric))(
         jnp.asarray(q), jnp.asarray(mu), jnp.asarray(var))
     p = q.sum(0)
 
@@ -127,3 +130,25 @@ def test_univariate_all_matches_generic_optimiser(symmetric, k):
     assert bool(out["converged"])
     np.testing.assert_allclose(float(out["value"]), best, rtol=1e-7)
     assert float(out["value"]) <= best + 1e-10
+
+
+@pytest.mark.parametrize("form", ["symmetric", "affine"])
+def test_solver_univariate_all_matches_1d_search(form):
+    """nearest_ideal's univariate `all` path (alternation + joint Newton, restarted from every group)
+    against the global 1-D search, on a batch of random two-group families."""
+    rng = np.random.default_rng(21)
+    k, m, n = 2, 2, 4
+    q = rng.uniform(0.5, 1.5, size=(n, k, m))
+    q /= q.sum(axis=(1, 2), keepdims=True)
+    mu = 2 * rng.normal(size=(n, k, m))
+    var = rng.uniform(0.3, 2.0, size=(n, k, m))
+    fam = js.GaussianFamily(priors=q, means=mu[..., None], covs=var[..., None, None])
+    sol = js.nearest_ideal(fam, intervention="all", form=form)
+    ref = jax.jit(jax.vmap(lambda q, mu, var: univariate_all(q, mu, var, symmetric=form == "symmetric")))(
+        jnp.asarray(q), jnp.asarray(mu), jnp.asarray(var))
+    assert np.all(np.asarray(ref["converged"]))
+    converged = np.asarray(sol.converged)
+    assert converged.any()
+    np.testing.assert_allclose(np.asarray(sol.kl)[converged], np.asarray(ref["value"])[converged], rtol=1e-8)
+    # never worse than the global search, converged or not
+    assert np.all(np.asarray(sol.kl) <= np.asarray(ref["value"]) + 1e-9)

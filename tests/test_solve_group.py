@@ -100,10 +100,10 @@ def test_newton_cg_matches_dense(rng, symmetric):
     k, d = 3, 7
     prob = _problem(rng, k, d, symmetric)
     B0 = _group.with_offset(prob, jnp.eye(d))
-    dense = _group.newton_dense(prob, B0, tol=1e-11, max_iter=200)
+    dense = _group.newton(prob, B0, tol=1e-11, max_iter=200, method="dense")
     if not symmetric:  # non-convex: start both near the dense kernel's optimum
         B0 = dense.B + 1e-2 * jnp.asarray(rng.normal(size=dense.B.shape))
-    cg = _group.newton_cg(prob, B0, tol=1e-11, max_iter=200)
+    cg = _group.newton(prob, B0, tol=1e-11, max_iter=200, method="cg")
     assert bool(dense.converged) and bool(cg.converged)
     np.testing.assert_allclose(float(cg.value), float(dense.value), rtol=1e-10)
     np.testing.assert_allclose(cg.B, dense.B, atol=1e-7)

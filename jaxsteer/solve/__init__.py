@@ -1,8 +1,9 @@
 """``nearest_ideal``: the nearest ideal distribution in KL divergence (MATH §3).
 
 Problem → solver → output, as in OTT-JAX: the problem is a :class:`~jaxsteer.GaussianFamily` and
-a few static options; the output is a :class:`Solution` pytree that always says whether it
-``converged``, after how many ``iterations``, and its final optimality ``residual``.
+a few options; the output is a :class:`Solution` pytree that always says why the solve stopped
+(``status``, a :class:`Status` code; ``converged``), after how many Newton ``iterations``, and its
+final optimality ``residual``. ``init=`` warm-starts from an earlier solution.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import numpy as np
 from jaxsteer import _linalg
 from jaxsteer.divergence import gaussian_kl
 from jaxsteer.family import GaussianFamily
-from jaxsteer.solve import _common, affirmative, all_groups
+from jaxsteer.solve import _common, _engine, affirmative, all_groups
+from jaxsteer.solve._engine import Status, status_message
 
-__all__ = ["nearest_ideal", "Solution", "Template", "AffineMaps", "INTERVENTIONS", "FORMS"]
+__all__ = ["nearest_ideal", "Solution", "Template", "AffineMaps", "Status", "status_message", "INTERVENTIONS",
+           "FORMS"]
 
 INTERVENTIONS = ("affirmative", "all")
 FORMS = ("symmetric", "affine")
@@ -66,11 +69,15 @@ class Solution:
         maps: :class:`AffineMaps` from template to group coordinates; ``μ̃_ia = A_a ν_i + b_a``,
             ``Σ̃_ia = A_a Γ_i A_aᵀ``.
         weights: ``q̃ / q``, ``[..., k, m]``: the sample weights that realise the prior part.
-        converged: ``[...]`` bool, ``residual <= tol``.
-        iterations: ``[...]`` Newton steps (``affirmative``) or alternations (``all``).
+        converged: ``[...]`` bool, ``status == Status.CONVERGED`` (the residual reached ``tol``).
+        iterations: ``[...]`` Newton steps the solve took, summed over every moving group, start,
+            restart and phase (each block alternation of ``all`` counts the Newton steps of its
+            group solves; the closed forms take none).
         residual: ``[...]`` final relative optimality residual, dimensionless: for every moving
             group ``‖Aᵀ∇_{[A,b]}F‖_F / (W √d)`` (zero exactly at a stationary point; ``W`` the group's
             total weight); for ``all`` also the template and base-rate blocks. The maximum is reported.
+        status: ``[...]`` int32 :class:`Status` code: why the solve stopped
+            (``status_message(code)`` says it in words).
         intervention, form, reference, reference_class: the options used (static).
     """
 
@@ -85,6 +92,7 @@ class Solution:
     converged: jax.Array
     iterations: jax.Array
     residual: jax.Array
+    status: jax.Array
     intervention: str = dataclasses.field(metadata=dict(static=True), default="affirmative")
     form: str = dataclasses.field(metadata=dict(static=True), default="symmetric")
     reference: int = dataclasses.field(metadata=dict(static=True), default=0)
@@ -99,6 +107,15 @@ class Solution:
             f"converged={bool(conv.all())}, target={self.target!r})"
         )
 
+    def messages(self) -> list[str]:
+        """Why the solve stopped, in words (concrete solutions only): one sentence per distinct status
+        in the batch, most severe first, with the number of families it applies to where they differ."""
+        codes = np.asarray(self.status).reshape(-1)
+        distinct = sorted(set(codes.tolist()), reverse=True)
+        if len(distinct) == 1:
+            return [status_message(distinct[0])]
+        return [f"{int(np.sum(codes == c))} of {codes.size} families: {status_message(c)}" for c in distinct]
+
 
 def default_tol(dtype) -> float:
     """Relative residual tolerance: ``1e-10`` in float64, ``1e-4`` in float32."""
@@ -112,11 +129,13 @@ def nearest_ideal(
     form: str = "symmetric",
     reference: int = 0,
     reference_class: int = 0,
-    tol: float | None = None,
-    max_iter: int = 300,
-    max_outer: int = 30,
+    tol=None,
+    max_iter=300,
+    max_outer=30,
     method: str = "auto",
-    chunk_size: int | None = None,
+    chunk_size: int | str | None = "auto",
+    lockstep: bool | None = None,
+    init: Solution | None = None,
 ) -> Solution:
     """The ideal family nearest to ``family`` in ``KL(θ̃ ‖ θ)`` (MATH §3).
 
@@ -131,20 +150,32 @@ def nearest_ideal(
         reference: the group held fixed by ``affirmative`` (an int in ``[0, m)``; traced, so one
             compilation serves every value). Ignored by ``all``, which restarts from every group.
         reference_class: the class ``c`` that defines the symmetric form's whitening (static).
-        tol: relative optimality residual; default ``1e-10`` (float64) or ``1e-4`` (float32).
-        max_iter: Newton steps per group solve (and per joint phase of ``all``). The affine form can
+        tol: relative optimality residual (finite, > 0); default ``1e-10`` (float64) or ``1e-4``
+            (float32). Traced: a new value does not recompile, and a jitted caller may pass an array.
+        max_iter: Newton steps per group solve (and per joint phase of ``all``), ``≥ 1`` (``≥ 0``
+            with ``init``: ``0`` evaluates ``init`` on this family). Traced. The affine form can
             need well over 100 from the symmetric start (measured: 153 on 13-class sentence
             embeddings at d = 64, where 100 stopped at residual 6e-4 with a KL 0.1% too high).
         max_outer: at most this many block alternations (template, maps, priors) before the joint
-            Newton phase of ``all`` (matrix-free Newton–CG with the template in closed form);
-            ``max_iter`` bounds that phase.
+            Newton phase of ``all`` (``≥ 1``; traced).
         method: ``"auto"`` uses the closed forms where MATH gives them (``d = 1``); ``"newton"``
             forces the iterative solver everywhere (for cross-checks).
-        chunk_size: solve the batch in chunks of this many families, one chunk after the other
-            (``lax.map``), instead of all at once (``None``, the default: one ``vmap``). A vmapped batch
-            iterates until its slowest family has converged; chunks bound how many families wait for a
-            straggler (the affine form and ``all`` have them), at the price of smaller batched products.
-            ``1`` solves the families one by one. Results agree to the solver tolerance (rounding differs).
+        chunk_size: how a batch is laid out. ``"auto"`` (default): one family after the other on
+            CPU (``1``), one vmapped batch on GPU/TPU (``None``). ``None``: one ``vmap`` over the
+            batch, which iterates until its slowest family has converged (lock-step). An int ``n``:
+            chunks of ``n`` families one after the other (``lax.map``; vmapped within a chunk), so a
+            straggler holds up fewer families; ``1`` solves them one by one without ``vmap``, which
+            is fastest on CPU (batched LAPACK runs as a loop there, and a problem's data stay in
+            cache). Results agree across layouts to the solver tolerance (rounding differs).
+        lockstep: fixed-shape inner loops (a masked CG ``scan``, a line search that tries a few step
+            lengths at once, convergence tested every second step), the layout for vmapped batches on
+            accelerators. ``None`` (default): on when the backend is GPU/TPU and the batch is vmapped.
+        init: a :class:`Solution` of an earlier call with the same options and shapes (for example on
+            the previous batch of a training loop) to start from: the affirmative maps, or the
+            template, maps and base rates of ``all``. A warm start takes a few Newton steps where the
+            family has moved little. In the symmetric affirmative form (convex) the optimum is the
+            cold one; in the affine form and for ``all`` the solve follows the local optimum that
+            ``init`` lies in (a cold solve compares several starts and restarts).
 
     Returns:
         A :class:`Solution`. Group marginals are preserved exactly; ``jax.grad`` of ``kl`` is exact
@@ -153,19 +184,20 @@ def nearest_ideal(
 
     Raises:
         ValueError: unknown ``intervention``/``form``/``method``, ``reference`` out of range, fewer
-            than two classes or groups, or (when concrete) a subgroup with zero prior.
+            than two classes or groups, a bad ``tol``/``max_iter``/``max_outer``/``chunk_size``, an
+            ``init`` that does not match, or (when concrete) a subgroup with zero prior.
 
     Example:
         >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]],
         ...                                 means=[[0., 1.], [2., 2.5]], stds=[[1., 1.], [1., 2.]])
         >>> sol = nearest_ideal(fam, intervention="affirmative", form="affine")
         >>> sol.kl, sol.target.means[..., 0]
+        >>> again = nearest_ideal(fam.replace(means=fam.means + 0.01), form="affine", init=sol)
     """
-    _check_options(family, intervention, form, reference, reference_class, method, max_iter, max_outer)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
-                                   or int(chunk_size) < 1):
-        raise ValueError(f"chunk_size: must be a positive integer or None (one vmapped batch); got {chunk_size!r}.")
-    tol = default_tol(family.dtype) if tol is None else float(tol)
+    _check_options(family, intervention, form, reference, reference_class, method)
+    chunk, lockstep = _layout(chunk_size, lockstep)
+    check_limits(tol, max_iter, max_outer, warm=init is not None)
+    tol = default_tol(family.dtype) if tol is None else tol
     batch = family.batch_shape
     k, m, d = family.k, family.m, family.d
     flat = family.replace(
@@ -173,11 +205,15 @@ def nearest_ideal(
         means=family.means.reshape((-1, k, m, d)),
         covs=family.covs.reshape((-1, k, m, d, d)),
     )
+    start = None
+    if init is not None:
+        start = _warm_start(init, family, intervention, form, reference, reference_class)
+    config = _engine.Config(lockstep=True) if lockstep else _engine.DEFAULT
     out = _solve_flat(
-        flat.priors, flat.means, flat.covs, jnp.asarray(int(reference)), intervention=intervention,
-        reference_class=int(reference_class),
-        symmetric=form == "symmetric", tol=tol, max_iter=int(max_iter), max_outer=int(max_outer),
-        use_closed_form=method == "auto", chunk_size=None if chunk_size is None else int(chunk_size),
+        flat.priors, flat.means, flat.covs, jnp.asarray(int(reference)),
+        jnp.asarray(tol, family.dtype), jnp.asarray(max_iter, jnp.int32), jnp.asarray(max_outer, jnp.int32),
+        start, intervention=intervention, reference_class=int(reference_class),
+        symmetric=form == "symmetric", use_closed_form=method == "auto", chunk_size=chunk, config=config,
     )
 
     def unflat(x):
@@ -191,34 +227,106 @@ def nearest_ideal(
         kl_priors=out["kl_priors"], subgroup_kl=out["subgroup_kl"],
         template=Template(out["nu"], out["Gamma"], out["pi"]),
         maps=AffineMaps(out["A"], out["b"]), weights=out["priors"] / family.priors,
-        converged=out["converged"], iterations=out["iterations"], residual=out["residual"],
-        intervention=intervention, form=form, reference=int(reference),
+        converged=out["status"] == Status.CONVERGED, iterations=out["iterations"], residual=out["residual"],
+        status=out["status"], intervention=intervention, form=form, reference=int(reference),
         reference_class=int(reference_class),
     )
 
 
 @functools.partial(
-    jax.jit,
-    static_argnames=("intervention", "reference_class", "symmetric", "tol", "max_iter",
-                     "max_outer", "use_closed_form", "chunk_size"),
+    jax.jit, static_argnames=("intervention", "reference_class", "symmetric", "use_closed_form", "chunk_size",
+                              "config"),
 )
-def _solve_flat(q, mu, S, reference, *, intervention, reference_class, symmetric, tol, max_iter,
-                max_outer, use_closed_form, chunk_size=None):
-    """All problems of a flattened batch ``[n, ...]`` at once (one compilation per shape and options)."""
-    opts = dict(reference_class=reference_class, symmetric=symmetric, tol=tol,
-                max_iter=max_iter, use_closed_form=use_closed_form)
+def _solve_flat(q, mu, S, reference, tol, max_iter, max_outer, init, *, intervention, reference_class,
+                symmetric, use_closed_form, chunk_size, config):
+    """All problems of a flattened batch ``[n, ...]`` (one compilation per shape and static options;
+    ``reference``, ``tol``, ``max_iter`` and ``max_outer`` are traced)."""
+    opts = dict(reference_class=reference_class, symmetric=symmetric, tol=tol, max_iter=max_iter,
+                use_closed_form=use_closed_form, config=config)
     if intervention == "affirmative":
         fn = functools.partial(_affirmative_one, **opts)
     else:
         fn = functools.partial(all_groups.solve_one, max_outer=max_outer, **opts)
-    # `reference` is traced (one compilation serves every reference group).
+
+    def one(args):
+        q_, mu_, S_, init_ = args
+        return fn(q_, mu_, S_, reference, init=init_)
+
+    args = (q, mu, S, init)
+    if chunk_size == 1:  # no vmap: one problem at a time, its loops and conds unbatched
+        if q.shape[0] == 1:
+            return jax.tree_util.tree_map(lambda t: t[None], one(jax.tree_util.tree_map(lambda t: t[0], args)))
+        return jax.lax.map(one, args)
     if chunk_size is None or chunk_size >= q.shape[0]:
-        return jax.vmap(fn, in_axes=(0, 0, 0, None))(q, mu, S, reference)
+        return jax.vmap(one)(args)
     # Chunks one after the other; each stops at its own slowest problem (lax.map vmaps within a chunk).
-    return jax.lax.map(lambda args: fn(*args, reference), (q, mu, S), batch_size=chunk_size)
+    return jax.lax.map(one, args, batch_size=chunk_size)
 
 
-def _check_options(family, intervention, form, reference, reference_class, method, max_iter, max_outer):
+def _layout(chunk_size, lockstep):
+    """``(chunk, lockstep)`` for ``_solve_flat`` from the user's options and the default backend."""
+    accelerator = jax.default_backend() != "cpu"
+    if isinstance(chunk_size, str):
+        if chunk_size != "auto":
+            raise ValueError(f"chunk_size: must be 'auto', None or a positive integer; got {chunk_size!r}.")
+        chunk_size = None if accelerator else 1
+    elif chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+                                     or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size: must be 'auto', None or a positive integer; got {chunk_size!r}.")
+    if lockstep is None:
+        lockstep = accelerator and chunk_size != 1
+    elif not isinstance(lockstep, (bool, np.bool_)):
+        raise ValueError(f"lockstep: must be True, False or None (automatic); got {lockstep!r}.")
+    return (None if chunk_size is None else int(chunk_size)), bool(lockstep)
+
+
+def check_limits(tol, max_iter, max_outer=1, *, warm: bool):
+    """``tol`` finite and > 0 (or None: the default), ``max_iter ≥ 1`` (``≥ 0`` warm), ``max_outer ≥ 1``,
+    where concrete (traced values are the caller's responsibility)."""
+    if tol is not None and not isinstance(tol, jax.core.Tracer):
+        t = np.asarray(tol)
+        if t.ndim or not np.issubdtype(t.dtype, np.number) or not np.isfinite(t) or t <= 0:
+            raise ValueError(f"tol: must be a finite number > 0 (a relative residual such as 1e-10); got {tol!r}.")
+    for name, value, low in (("max_iter", max_iter, 0 if warm else 1), ("max_outer", max_outer, 1)):
+        if isinstance(value, jax.core.Tracer):
+            continue
+        v = np.asarray(value)
+        if v.ndim or not np.issubdtype(v.dtype, np.integer) or isinstance(value, bool) or int(v) < low:
+            hint = " (0 only with init=)" if name == "max_iter" and not warm else ""
+            raise ValueError(f"{name}: must be an integer >= {low}{hint}; got {value!r}.")
+
+
+def _warm_start(init, family: GaussianFamily, intervention, form, reference, reference_class):
+    """The solver's start from an earlier :class:`Solution`, flattened like the batch."""
+    if not isinstance(init, Solution):
+        raise TypeError(f"init: expected the Solution of an earlier nearest_ideal call, got {type(init).__name__}.")
+    if intervention == "affirmative":
+        ours = (intervention, form, int(reference), int(reference_class))
+        theirs = (init.intervention, init.form, init.reference, init.reference_class)
+    else:
+        ours = (intervention, form, int(reference_class))
+        theirs = (init.intervention, init.form, init.reference_class)
+    if ours != theirs:
+        names = ("intervention, form, reference, reference_class" if intervention == "affirmative"
+                 else "intervention, form, reference_class")
+        raise ValueError(f"init: solved with ({names}) = {theirs}, but this call uses {ours}; pass a "
+                         "solution of the same problem, or init=None.")
+    k, m, d = family.k, family.m, family.d
+    want = family.batch_shape + (m, d, d)
+    if tuple(init.maps.A.shape) != want:
+        raise ValueError(f"init: its maps have shape {tuple(init.maps.A.shape)}, but this family needs {want} "
+                         "(the same batch shape, groups and dimension).")
+    A, b, tpl = init.maps.A, init.maps.b, init.template
+    if intervention == "affirmative":
+        Bw = affirmative.whitened_maps(A, b, tpl.means, tpl.covs, int(reference_class))
+        return Bw.reshape((-1, m, d, d + 1)).astype(family.dtype)
+    B = jnp.concatenate([A, b[..., None]], axis=-1)
+    x = all_groups.Params(tpl.means.reshape((-1, k, d)), tpl.covs.reshape((-1, k, d, d)),
+                          B.reshape((-1, m, d, d + 1)), tpl.base_rates.reshape((-1, k)))
+    return jax.tree_util.tree_map(lambda t: jnp.asarray(t, family.dtype), x)
+
+
+def _check_options(family, intervention, form, reference, reference_class, method):
     if not isinstance(family, GaussianFamily):
         raise TypeError(f"family: expected a GaussianFamily, got {type(family).__name__}.")
     if intervention not in INTERVENTIONS:
@@ -242,8 +350,6 @@ def _check_options(family, intervention, form, reference, reference_class, metho
         raise ValueError(f"reference: must be a group index in [0, {m}); got {reference!r}.")
     if not isinstance(reference_class, (int, np.integer)) or not 0 <= int(reference_class) < k:
         raise ValueError(f"reference_class: must be a class index in [0, {k}); got {reference_class!r}.")
-    if int(max_iter) < 1 or int(max_outer) < 1:
-        raise ValueError("max_iter, max_outer: must be positive integers.")
     q = family.priors
     if not isinstance(q, jax.core.Tracer):
         zero = np.argwhere(np.asarray(q) <= 0)
@@ -260,11 +366,13 @@ def _check_options(family, intervention, form, reference, reference_class, metho
 # One affirmative problem with envelope-theorem KL and implicit derivatives.
 
 
-def _affirmative_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form):
+def _affirmative_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form,
+                     init=None, config=_engine.DEFAULT):
     r, c = reference, reference_class
     sg_stop = jax.lax.stop_gradient((q, mu, S))
     raw, _ = affirmative.solve(*sg_stop, reference=r, reference_class=c, symmetric=symmetric,
-                               tol=tol, max_iter=max_iter, use_closed_form=use_closed_form)
+                               tol=tol, max_iter=max_iter, use_closed_form=use_closed_form,
+                               init=None if init is None else jax.lax.stop_gradient(init), config=config)
     f = affirmative.residual_fn(q, mu, S, reference=r, reference_class=c, symmetric=symmetric)
     B = _common.implicit(f, raw.B)  # implicit derivatives of the maps
     sg = _common.subgroups(mu, S)
@@ -281,7 +389,7 @@ def _affirmative_one(q, mu, S, reference, *, reference_class, symmetric, tol, ma
     b = b_w - jnp.einsum("aij,j->ai", A, mu[c, r])
     out.update(
         A=A, b=b, nu=mu[:, r], Gamma=S[:, r], pi=q[:, r] / jnp.sum(q[:, r]),
-        converged=raw.converged, iterations=raw.iterations, residual=raw.residual,
+        status=raw.status, iterations=raw.iterations, residual=raw.residual,
     )
     return out
 

@@ -15,11 +15,12 @@ Forms. ``symmetric``: ``A`` symmetric positive definite (the paper's form, conve
 compiled solver handles groups of both kinds (the gauge group of intervention ``all`` is symmetric
 while the others are affine).
 
-The optimiser is a damped (Levenberg–Marquardt) Newton method on the dense ``n = d(d+1)`` system,
-inside a fixed-shape ``lax.while_loop`` so that it jits and vmaps; every step is accepted only if it
-lowers ``F``, so a start's value is never made worse. For the symmetric form the Newton system is
-restricted to symmetric ``A`` by projecting the Hessian (``T H T + (I − T)``, ``T`` the symmetrisation),
-which keeps every iterate exactly symmetric.
+The optimiser is the Newton engine of :mod:`jaxsteer.solve._engine` (damped Newton with a line
+search, every accepted step lowers ``F``, so a start's value is never made worse), on one of two
+problems: :class:`DenseGroup` (the analytic ``n = d(d+1)`` Hessian, solved densely; small ``d``) and
+:class:`KroneckerGroup` (matrix-free Newton–CG; large ``d``). For the symmetric form the Newton system
+is restricted to symmetric ``A`` by projecting the Hessian (``T H T + (I − T)``, ``T`` the
+symmetrisation), which keeps every iterate exactly symmetric.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxsteer import _linalg
+from jaxsteer.solve import _engine
+from jaxsteer.solve._engine import Point, Status
 
 
 class GroupProblem(NamedTuple):
@@ -57,11 +60,18 @@ class GroupProblem(NamedTuple):
 
 
 class GroupResult(NamedTuple):
+    """One group solve: the map, its value and residual, Newton steps, :class:`Status` code."""
+
     B: jax.Array  # [d, d+1]
     value: jax.Array  # F(B)
     residual: jax.Array  # ‖Aᵀ ∇_B F‖_F / (W √d)
-    iterations: jax.Array
-    converged: jax.Array
+    iterations: jax.Array  # Newton steps
+    status: jax.Array  # Status code
+    cg_iterations: jax.Array = 0  # CG iterations in all (matrix-free solves)
+
+    @property
+    def converged(self):
+        return self.status == Status.CONVERGED
 
 
 def split(B):
@@ -69,13 +79,21 @@ def split(B):
 
 
 def _logabsdet(A, symmetric):
-    """``ln|det A|``; ``−inf`` where ``A`` is singular, or (symmetric form) not positive definite."""
-    chol = jnp.linalg.cholesky(_linalg.sym(A))
-    ld_sym = _linalg.chol_logdet(chol)
-    ld_sym = jnp.where(jnp.isfinite(ld_sym), ld_sym, -jnp.inf)
-    sign, ld_gen = jnp.linalg.slogdet(A)
-    ld_gen = jnp.where(sign == 0, -jnp.inf, ld_gen)
-    return jnp.where(symmetric, ld_sym, ld_gen)
+    """``ln|det A|``; ``−inf`` where ``A`` is singular, or (symmetric form) not positive definite.
+    Only the form's factorisation is compiled where ``symmetric`` is known at trace time."""
+
+    def chol():
+        ld = _linalg.chol_logdet(jnp.linalg.cholesky(_linalg.sym(A)))
+        return jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
+
+    def general():
+        sign, ld = jnp.linalg.slogdet(A)
+        return jnp.where(sign == 0, -jnp.inf, ld)
+
+    static = _static_bool(symmetric)
+    if static is not None:
+        return chol() if static else general()
+    return jnp.where(symmetric, chol(), general())
 
 
 def subgroup_kls(prob: GroupProblem, B) -> jax.Array:
@@ -182,93 +200,74 @@ def with_offset(prob: GroupProblem, A) -> jax.Array:
     return jnp.concatenate([A, best_offset(prob, A)[:, None]], axis=1)
 
 
-class _State(NamedTuple):
-    B: jax.Array
-    F: jax.Array
-    g: jax.Array
-    lam: jax.Array
-    it: jax.Array
-    res: jax.Array
-    stalled: jax.Array
-
-
 #: Largest ``d`` solved by the dense kernel; larger problems use the matrix-free Newton–CG below.
-#: Measured (2-core CPU, float64, k = m = 2): FILLED IN BELOW.
 DENSE_MAX_D = 6
 
 
-def newton(prob: GroupProblem, B0, *, tol, max_iter: int, method: str = "auto") -> GroupResult:
-    """Minimise ``F`` from ``B0``: :func:`newton_dense` for ``d ≤ DENSE_MAX_D`` (or ``method="dense"``),
-    else the matrix-free :func:`newton_cg` (or ``method="cg"``). Same result semantics."""
-    d = B0.shape[0]
-    if method == "dense" or (method == "auto" and d <= DENSE_MAX_D):
-        return newton_dense(prob, B0, tol=tol, max_iter=max_iter)
-    if method in ("auto", "cg"):
-        return newton_cg(prob, B0, tol=tol, max_iter=max_iter)
-    raise ValueError(f"method: unknown value {method!r}; use 'auto', 'dense' or 'cg'.")
+def newton(prob: GroupProblem, B0, *, tol, max_iter, method: str = "auto",
+           config: _engine.Config = _engine.DEFAULT) -> GroupResult:
+    """Minimise ``F`` from ``B0`` until ``relative_residual ≤ tol`` or ``max_iter`` Newton steps.
 
-
-def newton_dense(prob: GroupProblem, B0, *, tol, max_iter: int) -> GroupResult:
-    """Damped Newton from ``B0`` until ``relative_residual ≤ tol`` or ``max_iter`` steps.
-
-    Levenberg–Marquardt damping ``λ · mean(diag H) · I``: shrunk ×1/4 after an accepted step
-    (quadratic convergence near the optimum), grown ×8 after a rejected one (a step that does not
-    lower ``F``, leaves the domain, or meets a non-positive-definite system in the affine form).
+    ``method``: ``"dense"`` (:class:`DenseGroup`), ``"cg"`` (:class:`KroneckerGroup`, whose offset
+    is always ``b*(A)``: ``B0``'s offset is replaced) or ``"auto"`` (dense for
+    ``d ≤ DENSE_MAX_D``). ``tol`` and ``max_iter`` may be traced.
     """
-    dtype = B0.dtype
-    B0 = jnp.concatenate([jnp.where(prob.symmetric, _linalg.sym(B0[:, :-1]), B0[:, :-1]), B0[:, -1:]], 1)
-    g0 = gradient(prob, B0)
-    lam0 = jnp.asarray(1e-3, dtype)
-    state = _State(B0, value(prob, B0), g0, lam0, jnp.asarray(0), relative_residual(prob, B0, g0),
-                   jnp.asarray(False))
+    d = B0.shape[0]
+    if method not in ("auto", "dense", "cg"):
+        raise ValueError(f"method: unknown value {method!r}; use 'auto', 'dense' or 'cg'.")
+    symmetric = _static_bool(prob.symmetric)
+    symmetric = prob.symmetric if symmetric is None else symmetric
+    A0 = B0[:, :-1]
+    A0 = jnp.where(symmetric, _linalg.sym(A0), A0)
+    if method == "dense" or (method == "auto" and d <= DENSE_MAX_D):
+        B0 = jnp.concatenate([A0, B0[:, -1:]], axis=1)
+        r = _engine.minimize(DenseGroup(prob), B0, tol=tol, max_iter=max_iter, linear="dense", config=config)
+        B = r.point.x
+    else:
+        problem = KroneckerGroup(prob, symmetric)
+        r = _engine.minimize(problem, A0, tol=tol, max_iter=max_iter, linear="cg",
+                             max_cg=min(d * d, 250), config=config)
+        B = jnp.concatenate([r.point.x, r.point.aux.b[:, None]], axis=1)
+    return GroupResult(B, r.point.f, r.point.res, r.iterations, r.status, r.inner_iterations)
 
-    def cond(s: _State):
-        return (s.res > tol) & (s.it < max_iter) & ~s.stalled & jnp.isfinite(s.F)
 
-    def body(s: _State):
-        H = hessian(prob, s.B)
-        n = H.shape[0]
-        scale = jnp.maximum(jnp.trace(H) / n, jnp.finfo(dtype).tiny)
-        Hd = H + (s.lam * scale) * jnp.eye(n, dtype=dtype)
-        chol = jnp.linalg.cholesky(Hd)
-        step = -jax.scipy.linalg.cho_solve((chol, True), s.g.reshape(n)).reshape(s.B.shape)
-        ok_sys = jnp.all(jnp.isfinite(step))
-        step = jnp.where(ok_sys, step, 0.0)
-        B_new = s.B + step
-        F_new = value(prob, B_new)
-        # Near the optimum F changes by ~residual², below rounding: allow a few ulps of slack so
-        # that the quadratically convergent final steps are not rejected for noise.
-        slack = 16.0 * jnp.finfo(dtype).eps * (jnp.abs(s.F) + jnp.sum(prob.w))
-        accept = ok_sys & jnp.isfinite(F_new) & (F_new <= s.F + slack)
-        B = jnp.where(accept, B_new, s.B)
-        F = jnp.where(accept, F_new, s.F)
-        g = jnp.where(accept, gradient(prob, B_new), s.g)
-        lam = jnp.where(accept, jnp.maximum(s.lam * 0.25, 1e-12), s.lam * 8.0)
-        res = relative_residual(prob, B, g)
-        return _State(B, F, g, lam, s.it + 1, res, lam > 1e8)
+class DenseGroup(_engine.Problem):
+    """``F`` over ``B = [A | b]`` with the analytic Hessian (:func:`hessian`), for dense Newton."""
 
-    s = jax.lax.while_loop(cond, body, state)
-    return GroupResult(s.B, s.F, s.res, s.it, s.res <= tol)
+    def __init__(self, prob: GroupProblem):
+        self.prob = prob
+        self.scale = jnp.sum(prob.w)
+        self.convex = _static_bool(prob.symmetric) is True
+
+    def point(self, B) -> Point:
+        g = gradient(self.prob, B)
+        return Point(B, value(self.prob, B), g, relative_residual(self.prob, B, g))
+
+    def hessian(self, pt: Point):
+        return hessian(self.prob, pt.x)
+
+    def trial(self, pt: Point, p, alpha, line):
+        return value(self.prob, pt.x + alpha * p) - pt.f
 
 
 # --------------------------------------------------------------------------------------------
 # Matrix-free Newton–CG for large d.
 #
-# The dense kernel above factorises a d(d+1) × d(d+1) system per step: O(d⁶) flops and O(d⁴)
-# memory (4,160² at d = 64; 590,592² at d = 768, which would not even fit in memory). Below, the
-# same Newton iteration runs without ever forming the Hessian:
+# A dense step factorises a d(d+1) × d(d+1) system: O(d⁶) flops and O(d⁴) memory (4,160² at
+# d = 64; 590,592² at d = 768, which would not even fit in memory). KroneckerGroup gives the engine
+# the same Newton iteration without ever forming the Hessian:
 #   * b is eliminated exactly (b*(A) is closed form and affine in A), so the unknown is A alone
 #     (d² variables) and every iterate keeps ∇_b F = 0 (variable projection);
 #   * Hessian–vector products use the Kronecker structure: Σ_i w_i P_i V G_i as two stacked GEMMs
 #     (4 k d³ flops), rank-one mean terms (O(k d²)) and the log-det term W A⁻ᵀ Vᵀ A⁻ᵀ (two GEMMs);
-#   * the Newton system is solved inexactly by preconditioned CG with the Eisenstat–Walker forcing
-#     term η = min(¼, √residual): superlinear convergence, and exact enough at the end for 1e-10;
 #   * the preconditioner is the exact inverse of a sum of two Kronecker products,
-#     V ↦ P̄ V C̄ + Q V Z, through two generalised symmetric eigendecompositions per Newton step
-#     (then four GEMMs per application);
+#     V ↦ P̄ V C̄ + Q V Z, through two generalised symmetric eigendecompositions (then four GEMMs
+#     per application); P̄ and C̄ do not depend on A, so their Cholesky factors are computed once;
 #   * the line search is nearly free: along A + αx (with b following b*) the quadratic part of F is
 #     an exact quadratic in α whose coefficients CG accumulates, so a trial step costs one
-#     ln|det(A + αx)| (a factorisation), not a full objective evaluation.
+#     ln|det(A + αx)| (a factorisation), not a full objective evaluation;
+#   * symmetric iterates are positive definite: their inverse and log-determinant come from one
+#     Cholesky factor; affine ones from one LU factorisation.
 
 
 def _static_bool(x):
@@ -290,8 +289,16 @@ class _Kron(NamedTuple):
     Pw_chol: jax.Array  # [d, d] Cholesky factor of Σ_i w_i P_i (the b block of the Hessian)
     Pbar: jax.Array  # [d, d] Σ_i w_i P_i / W
     Cbar: jax.Array  # [d, d] Σ_i w_i (G_i + (u_i − ū)(u_i − ū)ᵀ)
+    Pbar_iL: jax.Array  # [d, d] inverse Cholesky factor of P̄ (lower)
+    Cbar_iL: jax.Array  # [d, d] inverse Cholesky factor of C̄
     W: jax.Array
     const: jax.Array  # ½ Σ_i w_i (ln det Σ_i − ln det G_i − d)
+
+
+def _inverse_cholesky(X):
+    """``L⁻¹`` for the lower Cholesky factor ``L`` of SPD ``X`` (so ``L⁻ᵀ L⁻¹ = X⁻¹``)."""
+    c = jnp.linalg.cholesky(X)
+    return jax.scipy.linalg.solve_triangular(c, jnp.eye(X.shape[-1], dtype=X.dtype), lower=True)
 
 
 def _kron_constants(prob: GroupProblem) -> _Kron:
@@ -303,10 +310,11 @@ def _kron_constants(prob: GroupProblem) -> _Kron:
     du = prob.u - ubar
     # C̄ ⊗ P̄ is the exact reduced quadratic Hessian when all P_i are equal: eliminating b turns the
     # mean terms into the weighted scatter of the template means about their weighted mean.
-    Cbar = jnp.einsum("k,kij->ij", w, prob.G) + jnp.einsum("k,ki,kj->ij", w, du, du)
+    Cbar = _linalg.sym(jnp.einsum("k,kij->ij", w, prob.G) + jnp.einsum("k,ki,kj->ij", w, du, du))
     const = 0.5 * jnp.sum(w * (prob.logdet_S - prob.logdet_G - d))
+    Pbar = Pw / W
     return _Kron(prob.P, w[:, None, None] * prob.G, prob.u, w, prob.mu, jnp.linalg.cholesky(Pw),
-                 Pw / W, _linalg.sym(Cbar), W, const)
+                 Pbar, Cbar, _inverse_cholesky(Pbar), _inverse_cholesky(Cbar), W, const)
 
 
 def _stacked_PVG(K: _Kron, V):
@@ -334,199 +342,128 @@ def _offset(K: _Kron, A):
     return jax.scipy.linalg.cho_solve((K.Pw_chol, True), rhs)
 
 
-class _Point(NamedTuple):
-    A: jax.Array
-    b: jax.Array
-    F: jax.Array
-    g: jax.Array  # reduced gradient ∂F/∂A at b = b*(A), projected onto the form
+class _Aux(NamedTuple):
+    b: jax.Array  # b*(A)
     gq: jax.Array  # gradient of the quadratic part (g + W A⁻ᵀ), unprojected
     gb: jax.Array  # ∂F/∂b (zero up to rounding)
     Ainv: jax.Array
     ld: jax.Array  # ln|det A| (−inf outside the domain)
 
 
-def _point(K: _Kron, A, symmetric) -> _Point:
-    b = _offset(K, A)
-    M, _ = _stacked_PVG(K, A)  # Σ w_i P_i A G_i
-    e = K.u @ A.T + b - K.mu
-    Pe = jnp.einsum("kij,kj->ki", K.P, e)
-    gq = M + jnp.einsum("k,ki,kj->ij", K.w, Pe, K.u)
-    gb = jnp.einsum("k,ki->i", K.w, Pe)
-    Ainv = jnp.linalg.inv(A)
-    ld = _logabsdet(A, symmetric)
-    F = 0.5 * jnp.sum(A * M) + 0.5 * jnp.sum(K.w * jnp.sum(e * Pe, axis=1)) + K.const - K.W * ld
-    F = jnp.where(jnp.isnan(F), jnp.inf, F)
-    g = gq - K.W * Ainv.T
-    g = jnp.where(symmetric, _linalg.sym(g), g)
-    return _Point(A, b, F, g, gq, gb, Ainv, ld)
+def _inverse_and_logabsdet(A, symmetric):
+    """``(A⁻¹, ln|det A|)`` from one factorisation: Cholesky for the symmetric form (``−inf`` unless
+    positive definite), LU otherwise (``−inf`` if singular). ``symmetric`` may be traced (both)."""
+    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
+
+    def chol():
+        c = jnp.linalg.cholesky(_linalg.sym(A))
+        ld = _linalg.chol_logdet(c)
+        return jax.scipy.linalg.cho_solve((c, True), eye), jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
+
+    def lu():
+        lu_, piv = jax.scipy.linalg.lu_factor(A)
+        ld = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu_))))
+        return jax.scipy.linalg.lu_solve((lu_, piv), eye), jnp.where(jnp.isnan(ld), -jnp.inf, ld)
+
+    if symmetric is True:
+        return chol()
+    if symmetric is False:
+        return lu()
+    return jax.tree_util.tree_map(lambda s, g: jnp.where(symmetric, s, g), chol(), lu())
+
+
+def _geig_whitened(iL, Y):
+    """``L, θ`` with ``Lᵀ X L = I`` and ``Lᵀ Y L = diag(θ)``, from ``iL = chol(X)⁻¹`` (``Y`` PSD)."""
+    theta, U = jnp.linalg.eigh(_linalg.sym(iL @ Y @ iL.T))
+    return iL.T @ U, jnp.maximum(theta, 0.0)
 
 
 def _geig(X, Y):
     """``L, θ`` with ``Lᵀ X L = I`` and ``Lᵀ Y L = diag(θ)`` (``X`` SPD, ``Y`` symmetric PSD)."""
-    c = jnp.linalg.cholesky(X)
-    ci = jax.scipy.linalg.solve_triangular(c, jnp.eye(X.shape[-1], dtype=X.dtype), lower=True)
-    theta, U = jnp.linalg.eigh(_linalg.sym(ci @ Y @ ci.T))
-    return ci.T @ U, jnp.maximum(theta, 0.0)
+    return _geig_whitened(_inverse_cholesky(X), Y)
 
 
-def _preconditioner(K: _Kron, pt: _Point, symmetric):
-    """Exact inverse of ``V ↦ P̄ V C̄ + Q V Z`` (a sum of two Kronecker products).
-
-    Symmetric form: ``Q = Z = √W A⁻¹``, so ``Q V Z = W A⁻¹ V A⁻¹`` is exactly the log-det Hessian on
-    symmetric ``V``; the inverse is followed by symmetrisation (still SPD on symmetric matrices).
-    Affine form: the log-det Hessian ``W A⁻ᵀ Vᵀ A⁻ᵀ`` is indefinite (``+`` on ``A⁻¹V`` symmetric,
-    ``−`` on antisymmetric), so it is left out and only ``P̄ V C̄`` is inverted (``Q = Z = 0``).
-    With ``Lᵀ P̄ L = I, Lᵀ Q L = Θ`` and ``Rᵀ C̄ R = I, Rᵀ Z R = Φ``:
-    ``V = L [(Lᵀ X R) ⊘ (1 + θ φᵀ)] Rᵀ``.
-    """
-    sqW = jnp.sqrt(K.W)
-    Ai = _linalg.sym(pt.Ainv)
-    Q = jnp.where(symmetric, sqW * Ai, 0.0)
-    Lm, th = _geig(K.Pbar, Q)
-    Rm, ph = _geig(K.Cbar, Q)
-    denom = 1.0 + th[:, None] * ph[None, :]
-
-    def apply(X):
-        Y = (Lm.T @ X @ Rm) / denom
-        V = Lm @ Y @ Rm.T
-        return jnp.where(symmetric, _linalg.sym(V), V)
-
-    return apply
+class _Preconditioner(NamedTuple):
+    L: jax.Array
+    R: jax.Array
+    denom: jax.Array  # 1 + θ φᵀ
+    Q: jax.Array  # the log-det factor Q = Z (0 in the affine form)
 
 
-class _CG(NamedTuple):
-    x: jax.Array
-    hqx: jax.Array  # H_q x (quadratic-part Hessian times x), for the line search
-    r: jax.Array
-    p: jax.Array
-    rz: jax.Array
-    j: jax.Array
-    stop: jax.Array
+class KroneckerGroup(_engine.Problem):
+    """``F`` over ``A`` alone (``b = b*(A)``) with Kronecker-structured Hessian–vector products, for
+    matrix-free Newton–CG. ``symmetric`` is a Python bool where known at trace time (then only that
+    form's factorisations are compiled), else a traced boolean."""
 
+    def __init__(self, prob: GroupProblem, symmetric):
+        self.K = _kron_constants(prob)
+        self.symmetric = symmetric
+        self.convex = symmetric is True
+        self.scale = self.K.W
+        self.d = prob.u.shape[-1]
 
-def _newton_direction(K: _Kron, pt: _Point, symmetric, eta, max_cg: int):
-    """Truncated preconditioned CG on ``H x = −g`` (stops at ``‖r‖ ≤ η‖g‖`` or negative curvature;
-    negative curvature on the first direction returns that preconditioned steepest-descent
-    direction). Returns ``(x, H_q x, CG iterations)``."""
-    Ai = pt.Ainv
-    W = K.W
+    def _sym(self, X):
+        if self.symmetric is False:
+            return X
+        return jnp.where(self.symmetric, _linalg.sym(X), X)
 
-    def hvp(V):
-        hq = _hvp_quadratic(K, V)
-        hl = W * (Ai.T @ V.T @ Ai.T)
-        h = hq + hl
-        return jnp.where(symmetric, _linalg.sym(h), h), hq
+    def point(self, A) -> Point:
+        K = self.K
+        b = _offset(K, A)
+        M, _ = _stacked_PVG(K, A)  # Σ w_i P_i A G_i
+        e = K.u @ A.T + b - K.mu
+        Pe = jnp.einsum("kij,kj->ki", K.P, e)
+        gq = M + jnp.einsum("k,ki,kj->ij", K.w, Pe, K.u)
+        gb = jnp.einsum("k,ki->i", K.w, Pe)
+        Ainv, ld = _inverse_and_logabsdet(A, self.symmetric)
+        F = 0.5 * jnp.sum(A * M) + 0.5 * jnp.sum(K.w * jnp.sum(e * Pe, axis=1)) + K.const - K.W * ld
+        F = jnp.where(jnp.isnan(F), jnp.inf, F)
+        g = self._sym(gq - K.W * Ainv.T)
+        G = jnp.concatenate([g, gb[:, None]], axis=1)
+        res = jnp.linalg.norm(A.T @ G) / (K.W * jnp.sqrt(float(self.d)))
+        return Point(A, F, g, res, _Aux(b, gq, gb, Ainv, ld))
 
-    Minv = _preconditioner(K, pt, symmetric)
-    r0 = -pt.g
-    z0 = Minv(r0)
-    gnorm = jnp.linalg.norm(pt.g)
-    zero = jnp.zeros_like(pt.g)
-    s0 = _CG(zero, zero, r0, z0, jnp.sum(r0 * z0), jnp.asarray(0), gnorm == 0)
+    def hvp(self, pt: Point):
+        Ai, W = pt.aux.Ainv, self.K.W
 
-    def cond(s: _CG):
-        return ~s.stop & (s.j < max_cg)
+        def apply(V):
+            hq = _hvp_quadratic(self.K, V)
+            return self._sym(hq + W * (Ai.T @ V.T @ Ai.T)), hq
 
-    def body(s: _CG):
-        hp, hqp = hvp(s.p)
-        curv = jnp.sum(s.p * hp)
-        neg = curv <= 1e-14 * jnp.sum(s.p * s.p) * jnp.abs(K.W)
-        alpha = s.rz / jnp.where(neg, 1.0, curv)
-        first = s.j == 0
-        x = jnp.where(neg, jnp.where(first, s.p, s.x), s.x + alpha * s.p)
-        hqx = jnp.where(neg, jnp.where(first, hqp, s.hqx), s.hqx + alpha * hqp)
-        r = s.r - alpha * hp
-        z = Minv(r)
-        rz = jnp.sum(r * z)
-        p = z + (rz / s.rz) * s.p
-        done = neg | (jnp.linalg.norm(r) <= eta * gnorm)
-        return _CG(x, hqx, jnp.where(neg, s.r, r), jnp.where(neg, s.p, p), jnp.where(neg, s.rz, rz),
-                   s.j + 1, done)
+        return apply
 
-    s = jax.lax.while_loop(cond, body, s0)
-    return s.x, s.hqx, s.j
+    def preconditioner(self, pt: Point) -> _Preconditioner:
+        """Exact inverse of ``V ↦ P̄ V C̄ + Q V Z`` (a sum of two Kronecker products).
 
+        Symmetric form: ``Q = Z = √W A⁻¹``, so ``Q V Z = W A⁻¹ V A⁻¹`` is exactly the log-det Hessian
+        on symmetric ``V``; the inverse is followed by symmetrisation (still SPD on symmetric
+        matrices). Affine form: the log-det Hessian ``W A⁻ᵀ Vᵀ A⁻ᵀ`` is indefinite (``+`` on ``A⁻¹V``
+        symmetric, ``−`` on antisymmetric), so it is left out and only ``P̄ V C̄`` is inverted
+        (``Q = Z = 0``: no eigendecomposition). With ``Lᵀ P̄ L = I, Lᵀ Q L = Θ`` and
+        ``Rᵀ C̄ R = I, Rᵀ Z R = Φ``: ``V = L [(Lᵀ X R) ⊘ (1 + θ φᵀ)] Rᵀ``.
+        """
+        K = self.K
+        d = self.d
+        if self.symmetric is False:
+            ones = jnp.ones((d, d), K.W.dtype)
+            return _Preconditioner(K.Pbar_iL.T, K.Cbar_iL.T, ones, jnp.zeros((d, d), K.W.dtype))
+        Q = jnp.where(self.symmetric, jnp.sqrt(K.W) * _linalg.sym(pt.aux.Ainv), 0.0)
+        Lm, th = _geig_whitened(K.Pbar_iL, Q)
+        Rm, ph = _geig_whitened(K.Cbar_iL, Q)
+        return _Preconditioner(Lm, Rm, 1.0 + th[:, None] * ph[None, :], Q)
 
-class _NState(NamedTuple):
-    pt: _Point
-    it: jax.Array
-    res: jax.Array
-    stalled: jax.Array
-    cg: jax.Array
+    def precondition(self, pc: _Preconditioner, X):
+        Y = (pc.L.T @ X @ pc.R) / pc.denom
+        return self._sym(pc.L @ Y @ pc.R.T)
 
+    def metric(self, pc: _Preconditioner, V):
+        return self._sym(self.K.Pbar @ V @ self.K.Cbar + pc.Q @ V @ pc.Q)
 
-def newton_cg(prob: GroupProblem, B0, *, tol, max_iter: int, max_cg: int | None = None,
-              return_cg: bool = False):
-    """Matrix-free Newton–CG from ``B0`` (its offset is replaced by ``b*(A)``) until
-    ``relative_residual ≤ tol`` or ``max_iter`` Newton steps; same result semantics as
-    :func:`newton_dense`. Every accepted step satisfies an Armijo decrease (up to rounding slack),
-    so a start's value never gets worse. Cost per CG iteration ``≈ 4 k d³ + 12 d³`` flops.
-    With ``return_cg``, returns ``(result, total CG iterations)`` (for flop counts in benchmarks)."""
-    dtype = B0.dtype
-    d = B0.shape[0]
-    if max_cg is None:
-        max_cg = min(d * d, 250)
-    K = _kron_constants(prob)
-    sym_static = _static_bool(prob.symmetric)
-    symmetric = prob.symmetric if sym_static is None else sym_static
-    A0 = B0[:, :-1]
-    A0 = jnp.where(symmetric, _linalg.sym(A0), A0)
-    eps = jnp.finfo(dtype).eps
+    def line_model(self, pt: Point, p, extra):
+        return jnp.sum(pt.aux.gq * p), jnp.sum(p * extra)  # linear and quadratic coefficients
 
-    def residual(pt: _Point):
-        G = jnp.concatenate([pt.g, pt.gb[:, None]], axis=1)
-        return jnp.linalg.norm(pt.A.T @ G) / (K.W * jnp.sqrt(float(d)))
+    def trial(self, pt: Point, p, alpha, line):
+        lin_q, curv_q = line
+        ld = _logabsdet(pt.x + alpha * p, self.symmetric)
+        return alpha * lin_q + 0.5 * alpha * alpha * curv_q - self.K.W * (ld - pt.aux.ld)
 
-    pt0 = _point(K, A0, symmetric)
-    s0 = _NState(pt0, jnp.asarray(0), residual(pt0), jnp.asarray(False), jnp.asarray(0))
-
-    def cond(s: _NState):
-        return (s.res > tol) & (s.it < max_iter) & ~s.stalled & jnp.isfinite(s.pt.F)
-
-    def body(s: _NState):
-        pt = s.pt
-        eta = jnp.clip(jnp.sqrt(s.res), 1e-3 * tol, 0.25)
-        x, hqx, ncg = _newton_direction(K, pt, symmetric, eta, max_cg)
-        slope = jnp.sum(pt.g * x)  # < 0 for a descent direction
-        lin_q = jnp.sum(pt.gq * x)
-        curv_q = jnp.sum(x * hqx)
-        slack = 16.0 * eps * (jnp.abs(pt.F) + K.W)
-
-        def delta(alpha):
-            At = pt.A + alpha * x
-            ld = _logabsdet(At, symmetric)
-            dF = alpha * lin_q + 0.5 * alpha * alpha * curv_q - K.W * (ld - pt.ld)
-            return jnp.where(jnp.isnan(dF), jnp.inf, dF)
-
-        # Near the optimum the predicted decrease (−slope, ~ residual²) falls below the rounding of
-        # F itself: the Armijo test then only sees noise and picks arbitrary tiny steps (measured: a
-        # d = 64 embedding problem stuck at residual 1e-9 for 100 steps). There the full Newton step
-        # is taken if it stays in the domain, and kept only if it lowers the residual instead.
-        noise = -slope <= slack
-
-        def armijo(alpha, dF):
-            return (dF <= 1e-4 * alpha * slope + slack) | (noise & jnp.isfinite(dF))
-
-        def ls_cond(c):
-            alpha, dF, n = c
-            return ~armijo(alpha, dF) & (n < 40)
-
-        def ls_body(c):
-            alpha, _, n = c
-            alpha = 0.5 * alpha
-            return alpha, delta(alpha), n + 1
-
-        one = jnp.asarray(1.0, dtype)
-        alpha, dF, n = jax.lax.while_loop(ls_cond, ls_body, (one, delta(one), jnp.asarray(0)))
-        accept = armijo(alpha, dF) & (slope < 0) & jnp.all(jnp.isfinite(x))
-        A_new = jnp.where(accept, pt.A + alpha * x, pt.A)
-        new = _point(K, A_new, symmetric)
-        res_new = residual(new)
-        accept = accept & (~noise | (res_new < s.res))
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, pt)
-        return _NState(new, s.it + 1, jnp.where(accept, res_new, s.res), ~accept, s.cg + ncg)
-
-    s = jax.lax.while_loop(cond, body, s0)
-    B = jnp.concatenate([s.pt.A, s.pt.b[:, None]], axis=1)
-    out = GroupResult(B, s.pt.F, s.res, s.it, s.res <= tol)
-    return (out, s.cg) if return_cg else out

@@ -17,12 +17,14 @@ eigen-aligned starts, all vectorised, keeping the best.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxsteer.solve import _common, _group, closed_form
+from jaxsteer import _linalg
+from jaxsteer.solve import _common, _engine, _group, closed_form
 
 
 class RawSolution(NamedTuple):
@@ -32,9 +34,9 @@ class RawSolution(NamedTuple):
     G: jax.Array  # [k, d, d]
     B: jax.Array  # [m, d, d+1]
     q_tilde: jax.Array  # [k, m]
-    iterations: jax.Array  # []
-    converged: jax.Array  # []
-    residual: jax.Array  # []
+    iterations: jax.Array  # [] Newton steps, summed over groups and starts
+    status: jax.Array  # [] the most severe status of the moving groups
+    residual: jax.Array  # [] the largest residual of the moving groups
 
 
 def target_priors(q, r: int):
@@ -43,9 +45,17 @@ def target_priors(q, r: int):
     return (q[:, r] / p[r])[:, None] * p[None, :]
 
 
-def solve(q, means, covs, *, reference: int, reference_class: int, symmetric: bool,
-          tol, max_iter: int, use_closed_form: bool) -> tuple[RawSolution, _common.Subgroups]:
-    """Solve one (unbatched) affirmative problem; see :func:`jaxsteer.nearest_ideal`."""
+def solve(q, means, covs, *, reference, reference_class: int, symmetric: bool, tol, max_iter,
+          use_closed_form: bool, init=None,
+          config: _engine.Config = _engine.DEFAULT) -> tuple[RawSolution, _common.Subgroups]:
+    """Solve one (unbatched) affirmative problem; see :func:`jaxsteer.nearest_ideal`.
+
+    ``init`` (optional, ``[m, d, d+1]``): every moving group's map in whitened template coordinates
+    (:func:`whitened_maps`) to start from instead of the cold starts. The symmetric form starts from
+    the better of it and the cold start (it is convex: same optimum); the affine form follows the
+    local optimum ``init`` lies in (the cold solve picks the best of several starts), falling back
+    to the symmetric start where ``init`` is outside the domain.
+    """
     r, c = reference, reference_class
     k, m = q.shape
     d = means.shape[-1]
@@ -53,14 +63,20 @@ def solve(q, means, covs, *, reference: int, reference_class: int, symmetric: bo
     tpl, B_ref, _ = _common.template_from_group(sg, r, c)
     w = target_priors(q, r)
     groups = jnp.arange(m)
+    newton = functools.partial(_group.newton, tol=tol, max_iter=max_iter, config=config)
 
-    def one_group(a):
+    def one_group(a, B_init):
         prob_sym = _common.group_problem(tpl, sg, a, w[:, a], True)
         prob_aff = prob_sym._replace(symmetric=jnp.asarray(False))
         if d == 1 and use_closed_form:
             return closed_form.univariate_group(prob_sym if symmetric else prob_aff, symmetric)
-        B0 = _common.symmetric_start(prob_sym, sg.S[c, a])
-        res_sym = _group.newton(prob_sym, B0, tol=tol, max_iter=max_iter)
+        B_sym = _common.symmetric_start(prob_sym, sg.S[c, a])
+        if B_init is not None:
+            prob = prob_sym if symmetric else prob_aff
+            v_init = _group.value(prob, B_init)
+            better = jnp.isfinite(v_init) & ((v_init <= _group.value(prob, B_sym)) | (not symmetric))
+            return newton(prob, jnp.where(better, B_init, B_sym))
+        res_sym = newton(prob_sym, B_sym)
         if symmetric:
             return res_sym
         starts = _common.eigen_aligned_starts(tpl, sg, a, c)
@@ -68,21 +84,37 @@ def solve(q, means, covs, *, reference: int, reference_class: int, symmetric: bo
         starts = jnp.concatenate([res_sym.B[None], starts], axis=0)
         # lax.map, not vmap: the starts share the problem data (see the module docstring), and each
         # start then stops at its own iteration count instead of the slowest one's.
-        runs = jax.lax.map(lambda B: _group.newton(prob_aff, B, tol=tol, max_iter=max_iter), starts)
+        runs = jax.lax.map(lambda B: newton(prob_aff, B), starts)
         best = jnp.argmin(jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf))
         pick = jax.tree_util.tree_map(lambda x: x[best], runs)
-        return pick._replace(iterations=res_sym.iterations + jnp.max(runs.iterations))
+        return pick._replace(iterations=(res_sym.iterations + jnp.sum(runs.iterations)).astype(jnp.int32))
 
     # The moving groups 0..m−1 without r (r may be traced), solved one after the other.
     moving = jnp.arange(m - 1)
     moving = moving + (moving >= r)
-    res = jax.lax.map(one_group, moving)
+    if init is None:
+        res = jax.lax.map(lambda a: one_group(a, None), moving)
+    else:
+        res = jax.lax.map(lambda args: one_group(*args), (moving, init[moving].astype(means.dtype)))
     is_ref = groups == r
     slot = jnp.clip(groups - (groups > r), 0, m - 2)  # group a's row in `res`
     B = jnp.where(is_ref[:, None, None], B_ref[None], res.B[slot])
-    raw = RawSolution(tpl.u, tpl.G, B, w, jnp.max(res.iterations), jnp.all(res.converged),
+    raw = RawSolution(tpl.u, tpl.G, B, w, jnp.sum(res.iterations).astype(jnp.int32), _engine.combine_status(res.status),
                       jnp.max(res.residual))
     return raw, sg
+
+
+def whitened_maps(A, b, template_means, template_covs, reference_class: int):
+    """An ``affirmative`` solution's maps in its whitened template coordinates, ``[..., m, d, d+1]``.
+
+    ``A_w = A Γ_c^{1/2}``, ``b_w = b + A ν_c`` with the solution's template (the reference group's
+    class-``c`` subgroup of the family it was solved on): the coordinates the solver works in.
+    """
+    c = reference_class
+    root = _linalg.psd_sqrt(template_covs[..., c, :, :])
+    Aw = A @ root[..., None, :, :]
+    bw = b + jnp.einsum("...aij,...j->...ai", A, template_means[..., c, :])
+    return jnp.concatenate([Aw, bw[..., None]], axis=-1)
 
 
 def residual_fn(q, means, covs, *, reference: int, reference_class: int, symmetric: bool):

@@ -7,9 +7,12 @@ Block-coordinate descent, every block exact, so the objective never increases:
   1. ``π`` in closed form from the subgroup KLs;
   2. the template in closed form from the maps;
   3. all group maps (damped Newton per group, warm-started).
-It is restarted from every group as reference (template = that group's subgroups, maps = the
-affirmative solution for that reference), the restarts run one after the other, and the best is kept, so ``all``
-is never worse than ``affirmative`` with any reference.
+The blocks are strongly coupled, so once the alternation's residual is below ``ALTERNATION_SWITCH`` a
+joint Newton phase (:class:`JointProblem`, on the engine of :mod:`jaxsteer.solve._engine`) finishes
+on the maps and base rates with the template eliminated in closed form. It is restarted from every
+group as reference (template = that group's subgroups, maps = the affirmative solution for that
+reference), the restarts run one after the other, and the best is kept, so ``all`` is never worse
+than ``affirmative`` with any reference. A warm start (``init``) replaces the restarts by one run.
 
 Gauge. Template coordinates are fixed up to an orthogonal transformation by ``G_c = I``, ``u_c = 0``.
 The symmetric form removes the rest (every ``A_a`` symmetric positive definite). In the affine form
@@ -28,7 +31,8 @@ import jax.numpy as jnp
 
 from jaxsteer import _linalg
 from jaxsteer.divergence import gaussian_kl
-from jaxsteer.solve import _common, _group, _newton_cg, affirmative, closed_form
+from jaxsteer.solve import _common, _engine, _group, affirmative, closed_form
+from jaxsteer.solve._engine import Point
 
 
 class Params(NamedTuple):
@@ -77,7 +81,7 @@ def _group_symmetric(m, r, symmetric: bool):
     return jnp.logical_or(symmetric, jnp.arange(m) == r)
 
 
-def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form):
+def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form, config):
     tpl = _common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
     m = x.B.shape[0]
     d = x.u.shape[-1]
@@ -88,7 +92,7 @@ def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form):
             rs = closed_form.univariate_group(prob, True)
             ra = closed_form.univariate_group(prob, False)
             return jax.tree_util.tree_map(lambda s, t: jnp.where(sym_a, s, t), rs, ra)
-        return _group.newton(prob, Ba, tol=tol, max_iter=max_iter)
+        return _group.newton(prob, Ba, tol=tol, max_iter=max_iter, config=config)
 
     # lax.map, not vmap, over groups that share the template: see jaxsteer/solve/affirmative.py.
     return jax.lax.map(lambda args: one(*args), (jnp.arange(m), x.B, sym_mask))
@@ -97,27 +101,37 @@ def _update_maps(x: Params, w, sg, sym_mask, *, tol, max_iter, use_closed_form):
 class _Loop(NamedTuple):
     x: Params
     value: jax.Array
-    it: jax.Array
+    it: jax.Array  # alternations
+    steps: jax.Array  # Newton steps of the group solves
     residual: jax.Array
     X: jax.Array  # [M, n] recent iterates (flattened), oldest first
     F: jax.Array  # [M, n] their fixed-point residuals T(x) − x
     count: jax.Array
 
 
+class Run(NamedTuple):
+    """One restart (or warm start): the point reached, its value, Newton steps, residual, status."""
+
+    x: Params
+    value: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
+    status: jax.Array
+
+
 #: Anderson-acceleration memory (iterates kept).
 ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
-#: Largest variable count ``(k−1)(d+d²) + m·d(d+1) + k`` for which ``joint="auto"`` uses the dense joint
-#: Newton phase; larger problems use the matrix-free :func:`_joint_newton_cg`. Measured (one problem,
-#: 2-core CPU, float64, same KL to 12 digits, dense vs matrix-free): n = 26 (d = 2) 0.02 vs 0.01 s;
-#: n = 62 ((k, m, d) = (2, 2, 4)) 0.1–0.5 vs 0.1 s, affine 1–2.6 vs 0.1 s; n = 145 ((5, 3, 4)) 2.6–15
-#: vs 0.2 s; n = 818 ((2, 2, 16)) 15–20 vs 0.15 s, affine 16 vs 1.2 s. The matrix-free phase is faster
-#: from n ≈ 60 on. The small problems stay on the dense phase, in use longest. (It was lowered to
-#: this value while chasing intermittent XLA:CPU compile segfaults in parallel test runs; those turned
-#: out to recur with the dense phase too, see tests/test_solve_jax.py, so 0 is a candidate once the
-#: matrix-free phase has run in CI for a while.)
-JOINT_NEWTON_MAX_VARS = 130
+#: Largest variable count ``m·d(d+1) + k`` of the joint phase (template eliminated) solved with a dense
+#: Hessian; larger problems use matrix-free Newton–CG. Measured (one problem, 2-core CPU, float64, same
+#: KL to 12 digits) before the template was eliminated from the dense phase: dense vs matrix-free
+#: n = 26 (d = 2) 0.02 vs 0.01 s; (k, m, d) = (2, 2, 4) 0.1–0.5 vs 0.1 s, affine 1–2.6 vs 0.1 s;
+#: (5, 3, 4) 2.6–15 vs 0.2 s; (2, 2, 16) 15–20 vs 0.15 s, affine 16 vs 1.2 s.
+JOINT_DENSE_MAX_VARS = 48
+#: A run that does not converge while some base rate has fallen below this is reported as
+#: :attr:`Status.NO_MINIMISER` (the infimum lies on the boundary of the simplex).
+BOUNDARY_BASE_RATE = 1e-4
 
 
 def _anderson(X, F, count, dtype):
@@ -140,8 +154,9 @@ def _anderson(X, F, count, dtype):
     return X[-1] + F[-1] - (dX + dF).T @ gamma
 
 
-def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_form, joint="auto"):
-    """One restart: template and affirmative maps of reference group ``r``, then alternate.
+def _solve_from(x0: Params, r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_form,
+                joint="auto", config=_engine.DEFAULT) -> Run:
+    """Alternate from ``x0`` (gauge group ``r``), then finish with joint Newton.
 
     The alternation ``x ↦ T(x)`` (priors, template, maps) converges linearly, sometimes slowly; it is
     accelerated by Anderson extrapolation with a monotone safeguard: the extrapolated point is kept
@@ -149,9 +164,6 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
     """
     k, m = q.shape
     p = jnp.sum(q, axis=0)
-    raw, _ = affirmative.solve(q, sg.mu, sg.S, reference=r, reference_class=c, symmetric=symmetric,
-                               tol=tol, max_iter=max_iter, use_closed_form=use_closed_form)
-    x0 = Params(raw.u, raw.G, raw.B, q[:, r] / p[r])
     sym_mask = _group_symmetric(m, r, symmetric)
     v0 = objective(x0, q, sg)
     flat0, unravel = jax.flatten_util.ravel_pytree(x0)
@@ -162,7 +174,7 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
         A, b = x.B[:, :, :-1], x.B[:, :, -1]
         u, G = closed_form.template_update(A, b, sg.mu, sg.P, w, c)
         res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, tol=0.1 * tol, max_iter=max_iter,
-                           use_closed_form=use_closed_form)
+                           use_closed_form=use_closed_form, config=config)
         y = Params(u, G, res.B, pi)
         v = objective(y, q, sg)
         # Residuals of the blocks not just optimised: the template (the maps moved after it) and π.
@@ -170,10 +182,10 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
         r_pi = jnp.sum(jnp.abs(w_next[:, 0] / p[0] - pi))
         r_tpl = _template_residual(y, w, sg, c)
         residual = jnp.maximum(jnp.maximum(r_pi, r_tpl), jnp.max(res.residual))
-        return y, v, residual
+        return y, v, residual, jnp.sum(res.iterations).astype(jnp.int32)
 
     def body(s: _Loop):
-        y, v_y, res_y = step(s.x)
+        y, v_y, res_y, steps = step(s.x)
         xf = jax.flatten_util.ravel_pytree(s.x)[0]
         yf = jax.flatten_util.ravel_pytree(y)[0]
         X = jnp.concatenate([s.X[1:], xf[None]], axis=0)
@@ -185,24 +197,30 @@ def _solve_from(r, q, sg, *, c, symmetric, tol, max_iter, max_outer, use_closed_
         take_z = jnp.isfinite(v_z) & (v_z < v_y) & (res_y > tol) & jnp.all(z.pi > 0)
         x_next = jax.tree_util.tree_map(lambda a, b: jnp.where(take_z, a, b), z, y)
         v_next = jnp.where(take_z, v_z, v_y)
-        return _Loop(x_next, v_next, s.it + 1, res_y, X, F, count)
+        return _Loop(x_next, v_next, s.it + 1, s.steps + steps, res_y, X, F, count)
 
     def cond(s: _Loop):
         return (s.it < max_outer) & (s.residual > ALTERNATION_SWITCH) & jnp.isfinite(s.value)
 
     n = flat0.shape[0]
     hist = jnp.zeros((ANDERSON_MEMORY, n), flat0.dtype)
-    init = _Loop(x0, v0, jnp.asarray(0), jnp.asarray(jnp.inf, q.dtype), hist, hist, jnp.asarray(0))
+    zero = jnp.asarray(0, jnp.int32)
+    init = _Loop(x0, v0, zero, zero, jnp.asarray(jnp.inf, q.dtype), hist, hist, zero)
     alt = jax.lax.while_loop(cond, body, init)
     # The blocks are strongly coupled (Σ̃_ia = A_a G_i A_aᵀ): block descent can crawl along a valley
     # for thousands of steps (measured: d = 64 income embeddings, residual 3e-9 after 100 alternations,
-    # 108 s). Finish with Newton on all variables jointly: dense for small problems, matrix-free
-    # Newton–CG with the template eliminated in closed form beyond JOINT_NEWTON_MAX_VARS.
-    if joint == "cg" or (joint == "auto" and n > JOINT_NEWTON_MAX_VARS):
-        x, v, it_n, res = _joint_newton_cg(alt.x, q, sg, sym_mask, c=c, tol=tol, max_iter=max_iter)
-    else:
-        x, v, it_n, res = _joint_newton(alt.x, q, sg, sym_mask, c=c, tol=tol, max_iter=max_iter)
-    return _Loop(x, v, alt.it + it_n, res, alt.X, alt.F, alt.count)
+    # 108 s). Finish with Newton on all variables jointly, the template eliminated in closed form:
+    # dense for small problems, matrix-free Newton–CG beyond JOINT_DENSE_MAX_VARS.
+    problem = JointProblem(q, sg, sym_mask, c, alt.x)
+    if joint == "auto":
+        joint = "dense" if problem.size <= JOINT_DENSE_MAX_VARS else "cg"
+    out = _engine.minimize(problem, problem.v0, tol=tol, max_iter=max_iter, linear=joint,
+                           max_cg=min(problem.size, 500), config=config)
+    x = problem.params(out.point.x)
+    status = out.status
+    stuck = (status != _engine.Status.CONVERGED) & (status != _engine.Status.NONFINITE)
+    status = jnp.where(stuck & (jnp.min(x.pi) < BOUNDARY_BASE_RATE), _engine.Status.NO_MINIMISER, status)
+    return Run(x, out.point.f, alt.steps + out.iterations, out.point.res, status.astype(jnp.int32))
 
 
 def joint_residual(x: Params, q, sg, sym_mask, c: int):
@@ -223,72 +241,6 @@ def joint_residual(x: Params, q, sg, sym_mask, c: int):
     return jnp.maximum(jnp.maximum(r_maps, r_tpl), r_pi)
 
 
-def _joint_newton(x0: Params, q, sg, sym_mask, *, c: int, tol, max_iter: int):
-    """Damped Newton on ``(u, G, B, log π)`` jointly, with the gauge and symmetry constraints imposed by
-    a projection ``T`` (``T H T + (I − T)``, as in the one-group kernel). Dense autodiff Hessian: the
-    variable count is ``(k−1)(d + d²) + m d(d+1) + k``."""
-    k, m = q.shape
-    dtype = x0.u.dtype
-    keep = (jnp.arange(k) != c)
-    z0 = jnp.log(x0.pi)
-    v0, unravel = jax.flatten_util.ravel_pytree((x0.u, x0.G, x0.B, z0))
-    n = v0.shape[0]
-
-    def params(v):
-        u, G, B, z = unravel(v)
-        return Params(u, G, B, jax.nn.softmax(z))
-
-    def L(v):
-        return objective(params(v), q, sg)
-
-    def T(v):
-        u, G, B, z = unravel(v)
-        u = jnp.where(keep[:, None], u, 0.0)
-        G = jnp.where(keep[:, None, None], _linalg.sym(G), 0.0)
-        A = B[:, :, :-1]
-        A = jnp.where(sym_mask[:, None, None], _linalg.sym(A), A)
-        B = jnp.concatenate([A, B[:, :, -1:]], axis=2)
-        z = z.at[0].set(0.0)
-        return jax.flatten_util.ravel_pytree((u, G, B, z))[0]
-
-    eye = jnp.eye(n, dtype=dtype)
-    not_T = eye - jax.vmap(T)(eye)
-
-    def safe_L(v):
-        val = L(v)
-        return jnp.where(jnp.isnan(val), jnp.inf, val)
-
-    def residual(v):
-        return joint_residual(params(v), q, sg, sym_mask, c)
-
-    def cond(s):
-        v, f, lam, it, res, stalled = s
-        return (res > tol) & (it < max_iter) & ~stalled & jnp.isfinite(f)
-
-    def body(s):
-        v, f, lam, it, res, stalled = s
-        g = T(jax.grad(L)(v))
-        H = jax.hessian(L)(v)
-        H = jax.vmap(T)(jax.vmap(T)(H).T) + not_T
-        scale = jnp.maximum(jnp.trace(H) / n, jnp.finfo(dtype).tiny)
-        chol = jnp.linalg.cholesky(H + lam * scale * eye)
-        step = -jax.scipy.linalg.cho_solve((chol, True), g)
-        ok = jnp.all(jnp.isfinite(step))
-        v_new = v + jnp.where(ok, step, 0.0)
-        f_new = safe_L(v_new)
-        slack = 16.0 * jnp.finfo(dtype).eps * (jnp.abs(f) + 1.0)
-        accept = ok & jnp.isfinite(f_new) & (f_new <= f + slack)
-        v = jnp.where(accept, v_new, v)
-        f = jnp.where(accept, f_new, f)
-        lam = jnp.where(accept, jnp.maximum(lam * 0.25, 1e-12), lam * 8.0)
-        res = jnp.where(accept, residual(v), res)
-        return v, f, lam, it + 1, res, lam > 1e8
-
-    init = (v0, safe_L(v0), jnp.asarray(1e-3, dtype), jnp.asarray(0), residual(v0), jnp.asarray(False))
-    v, f, _, it, res, _ = jax.lax.while_loop(cond, body, init)
-    return params(v), f, it, res
-
-
 def _reduced_params(B, z, q, sg, c: int) -> Params:
     """The variables with the template eliminated: ``(u, G) = argmin L(·, ·, B, softmax(z))``."""
     p = jnp.sum(q, axis=0)
@@ -297,8 +249,20 @@ def _reduced_params(B, z, q, sg, c: int) -> Params:
     return Params(u, G, B, pi)
 
 
-def _group_factors(A, P, w, u, G, symmetric):
-    """Factors ``(L, R, denom)`` of the inverse of ``V ↦ P̄ V Ĉ + Q V Z`` for one group's ``V = [V_A | v_b]`` (``d × (d+1)``).
+class _Factors(NamedTuple):
+    """One group's Kronecker-sum preconditioner ``V ↦ P̄ V Ĉ + Q V Z`` and the factors of its inverse."""
+
+    Pbar: jax.Array
+    C: jax.Array
+    Q: jax.Array
+    Z: jax.Array
+    L: jax.Array
+    R: jax.Array
+    denom: jax.Array
+
+
+def _group_factors(A, P, w, u, G, symmetric) -> _Factors:
+    """The preconditioner of one group's ``V = [V_A | v_b]`` (``d × (d+1)``).
 
     ``P̄ ⊗ Ĉ`` (``P̄ = Σ w_i P_i / W``, ``Ĉ = Σ w_i [[G_i + u_i u_iᵀ, u_i], [u_iᵀ, 1]]``) is the exact
     Hessian of the group's quadratic part when its subgroup precisions are equal; in the symmetric form
@@ -315,71 +279,86 @@ def _group_factors(A, P, w, u, G, symmetric):
     Z = jnp.zeros((d + 1, d + 1), A.dtype).at[:d, :d].set(Q)
     Lm, th = _group._geig(Pbar, Q)
     Rm, ph = _group._geig(C, Z)
-    return Lm, Rm, 1.0 + th[:, None] * ph[None, :]
+    return _Factors(Pbar, C, Q, Z, Lm, Rm, 1.0 + th[:, None] * ph[None, :])
 
 
-def _apply_factors(factors, X):
-    """``V = L [(Lᵀ X R) ⊘ denom] Rᵀ``: the preconditioner of :func:`_group_factors` applied to ``X``."""
-    Lm, Rm, denom = factors
-    return Lm @ ((Lm.T @ X @ Rm) / denom) @ Rm.T
+class JointProblem(_engine.Problem):
+    """All variables of ``all`` jointly, the template eliminated (variable projection:
+    ``f(B, z) = min_{u, G} L(u, G, B, softmax(z))``), for the Newton engine.
 
-
-def _joint_newton_cg(x0: Params, q, sg, sym_mask, *, c: int, tol, max_iter: int):
-    """Matrix-free Newton–CG on ``(B, z = log π)`` with the template in closed form (variable projection:
-    ``f(B, z) = min_{u, G} L``), for problems too large for :func:`_joint_newton`'s dense Hessian.
-
-    Hessian–vector products are autodiff through the closed-form template; the preconditioner is
-    block-diagonal: per group the Kronecker approximation of :func:`_group_preconditioner`, and
-    ``π_i(1 − π_i)`` for the base-rate logits (the Fisher information of the softmax). Gauge and
-    symmetry as in :func:`_joint_newton`: ``z_0 = 0``, ``A_a`` symmetric where ``sym_mask``.
+    Gauge and symmetry constraints are imposed by the projection ``T``: ``z_0 = 0`` (the softmax is
+    shift-invariant) and ``A_a`` symmetric where ``sym_mask``. Dense solves use the autodiff Hessian;
+    matrix-free ones Hessian–vector products from one ``jax.linearize`` of the gradient per step,
+    preconditioned block-diagonally: per group the Kronecker approximation of :func:`_group_factors`,
+    and ``π_i(1 − π_i)`` (the Fisher information of the softmax) for the base-rate logits.
     """
-    m = q.shape[1]
-    dtype = x0.u.dtype
-    p = jnp.sum(q, axis=0)
-    v0, unravel = jax.flatten_util.ravel_pytree((x0.B, jnp.log(x0.pi) - jnp.log(x0.pi[0])))
 
-    def params(v):
-        B, z = unravel(v)
-        return _reduced_params(B, z, q, sg, c)
+    def __init__(self, q, sg, sym_mask, c: int, x0: Params):
+        self.q, self.sg, self.sym_mask, self.c = q, sg, sym_mask, c
+        self.p = jnp.sum(q, axis=0)
+        v0, self.unravel = jax.flatten_util.ravel_pytree((x0.B, jnp.log(x0.pi) - jnp.log(x0.pi[0])))
+        self.size = v0.shape[0]
+        self.v0 = self.project(v0)
+        self.scale = 1.0
 
-    def f(v):
-        x = params(v)
+    def params(self, v) -> Params:
+        B, z = self.unravel(v)
+        return _reduced_params(B, z, self.q, self.sg, self.c)
+
+    def f(self, v):
+        x = self.params(v)
         # Domain: every A_a invertible, and symmetric positive definite where the form asks for it.
-        ld = jax.vmap(_group._logabsdet)(x.B[:, :, :-1], sym_mask)
-        val = objective(x, q, sg)
+        ld = jax.vmap(_group._logabsdet)(x.B[:, :, :-1], self.sym_mask)
+        val = objective(x, self.q, self.sg)
         return jnp.where(jnp.all(jnp.isfinite(ld)) & jnp.isfinite(val), val, jnp.inf)
 
-    def project(v):
-        B, z = unravel(v)
+    def project(self, v):
+        B, z = self.unravel(v)
         A = B[:, :, :-1]
-        A = jnp.where(sym_mask[:, None, None], _linalg.sym(A), A)
+        A = jnp.where(self.sym_mask[:, None, None], _linalg.sym(A), A)
         B = jnp.concatenate([A, B[:, :, -1:]], axis=2)
         return jax.flatten_util.ravel_pytree((B, z.at[0].set(0.0)))[0]
 
-    def make_preconditioner(v):
-        x = params(v)
-        w = x.pi[:, None] * p[None, :]
-        A = x.B[:, :, :-1]
+    def point(self, v) -> Point:
+        f, g = jax.value_and_grad(self.f)(v)
+        res = joint_residual(self.params(v), self.q, self.sg, self.sym_mask, self.c)
+        return Point(v, f, self.project(g), res)
+
+    def hessian(self, pt: Point):
+        n = self.size
+        H = jax.hessian(self.f)(pt.x)
+        T = jax.vmap(self.project)
+        return T(T(H).T) + (jnp.eye(n, dtype=H.dtype) - T(jnp.eye(n, dtype=H.dtype)))
+
+    def hvp(self, pt: Point):
+        _, lin = jax.linearize(jax.grad(self.f), pt.x)
+        return lambda v: (self.project(lin(self.project(v))), None)
+
+    def preconditioner(self, pt: Point):
+        x = self.params(pt.x)
+        w = x.pi[:, None] * self.p[None, :]
+        m = x.B.shape[0]
         # One group at a time (lax.map): the template is shared, see _update_maps.
         factors = jax.lax.map(
-            lambda args: _group_factors(args[0], sg.P[:, args[1]], w[:, args[1]], x.u, x.G, args[2]),
-            (A, jnp.arange(m), sym_mask))
-        zscale = 1.0 / jnp.maximum(x.pi * (1.0 - x.pi), jnp.finfo(dtype).tiny)
+            lambda args: _group_factors(args[0], self.sg.P[:, args[1]], w[:, args[1]], x.u, x.G, args[2]),
+            (x.B[:, :, :-1], jnp.arange(m), self.sym_mask))
+        return factors, x.pi * (1.0 - x.pi)
 
-        def apply(r):
-            RB, rz = unravel(r)
-            VB = jax.vmap(_apply_factors)(factors, RB)
-            return jax.flatten_util.ravel_pytree((VB, zscale * rz))[0]
+    def precondition(self, pc, r):
+        factors, fisher = pc
+        RB, rz = self.unravel(r)
+        VB = jax.vmap(lambda f, X: f.L @ ((f.L.T @ X @ f.R) / f.denom) @ f.R.T)(factors, RB)
+        zscale = 1.0 / jnp.maximum(fisher, jnp.finfo(fisher.dtype).tiny)
+        return self.project(jax.flatten_util.ravel_pytree((VB, zscale * rz))[0])
 
-        return apply
+    def metric(self, pc, v):
+        factors, fisher = pc
+        VB, vz = self.unravel(v)
+        MB = jax.vmap(lambda f, V: f.Pbar @ V @ f.C + f.Q @ V @ f.Z)(factors, VB)
+        return self.project(jax.flatten_util.ravel_pytree((MB, fisher * vz))[0])
 
-    def residual(v):
-        return joint_residual(params(v), q, sg, sym_mask, c)
-
-    max_cg = min(v0.shape[0], 500)
-    out = _newton_cg.minimize(f, project(v0), project=project, make_preconditioner=make_preconditioner,
-                              residual=residual, tol=tol, max_iter=max_iter, max_cg=max_cg)
-    return params(out.x), out.value, out.iterations, out.residual
+    def trial(self, pt: Point, p, alpha, line):
+        return self.f(pt.x + alpha * p) - pt.f
 
 
 def residual_fn(q, sg, r, *, c: int, symmetric: bool):
@@ -430,11 +409,13 @@ def _canonical_gauge(x: Params) -> Params:
 
 
 def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form,
-              max_outer, joint="auto"):
+              max_outer, joint="auto", init=None, config=_engine.DEFAULT):
     """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`.
 
-    ``joint`` (static) picks the final joint Newton phase: ``"dense"`` (:func:`_joint_newton`),
-    ``"cg"`` (:func:`_joint_newton_cg`) or ``"auto"`` (dense up to ``JOINT_NEWTON_MAX_VARS`` variables).
+    Cold: restarted from every group ``r`` as reference (its template and affirmative maps), the best
+    kept. Warm (``init``: a :class:`Params` in the canonical gauge of :func:`_canonical_gauge`): one
+    run from it, with group 0 as the gauge group. ``joint`` (static) picks the linear solver of the
+    joint phase: ``"dense"``, ``"cg"`` or ``"auto"`` (dense up to ``JOINT_DENSE_MAX_VARS`` variables).
     """
     if joint not in ("auto", "dense", "cg"):
         raise ValueError(f"joint: unknown value {joint!r}; use 'auto', 'dense' or 'cg'.")
@@ -443,18 +424,31 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     k, m = q.shape
     sg_stop = _common.subgroups(*jax.lax.stop_gradient((mu, S)))
     q_stop = jax.lax.stop_gradient(q)
-    # Restarts one after the other (lax.map): they share the data, and each stops at its own count.
-    runs = jax.lax.map(
-        lambda r: _solve_from(r, q_stop, sg_stop, c=c, symmetric=symmetric, tol=tol,
-                              max_iter=max_iter, max_outer=max_outer, use_closed_form=use_closed_form,
-                              joint=joint),
-        jnp.arange(m))
-    # Keep the best restart that reached a stationary point; only if none did, the lowest value
-    # (then `converged` is False: the symmetric form can have no minimiser, see the README).
-    vals = jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf)
-    ok = runs.residual <= tol
-    best = jnp.where(jnp.any(ok), jnp.argmin(jnp.where(ok, vals, jnp.inf)), jnp.argmin(vals))
-    run = jax.tree_util.tree_map(lambda t: t[best], runs)
+    p_stop = jnp.sum(q_stop, axis=0)
+    opts = dict(c=c, symmetric=symmetric, tol=tol, max_iter=max_iter, max_outer=max_outer,
+                use_closed_form=use_closed_form, joint=joint, config=config)
+
+    def restart(r):
+        raw, _ = affirmative.solve(q_stop, sg_stop.mu, sg_stop.S, reference=r, reference_class=c,
+                                   symmetric=symmetric, tol=tol, max_iter=max_iter,
+                                   use_closed_form=use_closed_form, config=config)
+        x0 = Params(raw.u, raw.G, raw.B, q_stop[:, r] / p_stop[r])
+        run = _solve_from(x0, r, q_stop, sg_stop, **opts)
+        return run._replace(iterations=run.iterations + raw.iterations)
+
+    if init is None:
+        # Restarts one after the other (lax.map): they share the data, and each stops at its own count.
+        runs = jax.lax.map(restart, jnp.arange(m))
+        # Keep the best restart that reached a stationary point; only if none did, the lowest value.
+        vals = jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf)
+        ok = runs.status == _engine.Status.CONVERGED
+        best = jnp.where(jnp.any(ok), jnp.argmin(jnp.where(ok, vals, jnp.inf)), jnp.argmin(vals))
+        run = jax.tree_util.tree_map(lambda t: t[best], runs)
+        run = run._replace(iterations=jnp.sum(runs.iterations).astype(jnp.int32))
+    else:
+        x0 = jax.tree_util.tree_map(lambda t: jax.lax.stop_gradient(t).astype(mu.dtype), init)
+        best = 0
+        run = _solve_from(x0, best, q_stop, sg_stop, **opts)
     sg = _common.subgroups(mu, S)
     f = residual_fn(q, sg, best, c=c, symmetric=symmetric)
     x = _common.implicit(f, run.x)
@@ -470,5 +464,5 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
         priors=q_t, means=means, covs=covs,
         kl_features=jnp.sum(q_val * sub), kl_priors=jnp.sum(q_val * (jnp.log(q_val) - jnp.log(q))),
         subgroup_kl=sub, A=x.B[:, :, :-1], b=x.B[:, :, -1], nu=x.u, Gamma=x.G, pi=x.pi,
-        converged=run.residual <= tol, iterations=run.it, residual=run.residual,
+        status=run.status, iterations=run.iterations, residual=run.residual,
     )
