@@ -5,8 +5,8 @@
 * ``sym16``: d = 16, affirmative/symmetric, batch 4,096, the default call (``chunk_size="auto"``),
   against scipy L-BFGS and cvxpy/Clarabel per problem on the first problems of the same batch; the
   KL excess of each over the best of the three.
-* ``aff16``: d = 16, affirmative/affine, batch 256, the default call, against scipy's two-start solve
-  (the symmetric optimum and the eigen-aligned start, as jaxsteer).
+* ``aff16``: d = 16, affirmative/affine, batch 256, the default call, against scipy from the same starts
+  (the symmetric optimum and the k = 2 screened eigen-aligned starts, as jaxsteer).
 * ``d4``: d = 4, affirmative/symmetric, batch 16,384: the default call and one vmapped batch.
 * ``embed64``: the real d = 64 sentence-embedding family of ``tests/data`` (13 classes... see its
   README): ``all``/affine and ``all``/symmetric, one solve each (compile excluded).

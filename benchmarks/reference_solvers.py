@@ -8,8 +8,8 @@ values and the relative optimality residual ``‖Aᵀ∇F‖_F / (W √d)`` are 
 * scipy: ``L-BFGS-B`` on the reduced objective ``F(A, b*(A))`` (``b`` eliminated in closed form, as
   in jaxsteer), analytic value and gradient in numpy (stacked BLAS-3 products), stopped by a
   callback as soon as the residual reaches the tolerance (or a wall-clock cap).
-  Symmetric form: ``A = L Lᵀ`` (Cholesky factor); affine form: the best of the same starts as jaxsteer (the
-  symmetric optimum and the eigen-aligned starts).
+  Symmetric form: ``A = L Lᵀ`` (Cholesky factor) from jaxsteer's symmetric start; affine form: the best
+  of the same starts as jaxsteer (the symmetric optimum and the ``k`` screened eigen-aligned starts).
 * cvxpy: the convex program of the symmetric form (``S ⪰ 0``, ``b``; ``−W log det S``), Clarabel.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from jaxsteer.solve import _common, affirmative
+from jaxsteer.solve import _common, _group, affirmative
 
 __all__ = ["GroupData", "affirmative_groups", "group_value_grad", "scipy_affirmative",
            "cvxpy_affirmative", "residual"]
@@ -38,30 +38,40 @@ class GroupData:
     P: np.ndarray  # [k, d, d]
     w: np.ndarray  # [k]
     const: float  # ½ Σ w_i (ln det Σ_i − ln det G_i − d)
-    S_c: np.ndarray  # [d, d] the group's class-0 covariance (symmetric start A0 = S_c^{1/2})
-    starts: np.ndarray  # [k-1, d, d] eigen-aligned starts (affine form)
+    A_sym0: np.ndarray  # [d, d] jaxsteer's symmetric start (the better of Σ_c^{1/2} and the pooled start)
+    starts: np.ndarray  # [k, d, d] jaxsteer's screened eigen-aligned starts (affine form)
 
 
 @jax.jit
 def _setup(q, mu, S):
+    """jaxsteer's own starts for every group: the symmetric start, and the ``k`` screened
+    eigen-aligned starts of the affine form (as in :func:`jaxsteer.solve.affirmative.solve`)."""
     sg = _common.subgroups(mu, S)
     tpl, _, _ = _common.template_from_group(sg, 0, 0)
     w = affirmative.target_priors(q, 0)
-    m = q.shape[1]
-    starts = jax.vmap(lambda a: _common.eigen_aligned_starts(tpl, sg, a, 0))(jax.numpy.arange(m))
+    k, m = q.shape
+
+    def starts_of(a):
+        prob = _common.group_problem(tpl, sg, a, w[:, a], False)
+        sym = _common.symmetric_start(prob._replace(symmetric=jax.numpy.asarray(True)), sg.S[0, a])
+        cands = _common.eigen_aligned_starts(tpl, sg, a, 0)
+        values = jax.vmap(lambda A: _group.value(prob, _group.with_offset(prob, A)))(cands)
+        return sym[:, :-1], cands[jax.numpy.argsort(values)[:k]]
+
+    sym_starts, starts = jax.vmap(starts_of)(jax.numpy.arange(m))
     kl_priors = jax.numpy.sum(w * (jax.numpy.log(w) - jax.numpy.log(q)))
-    return tpl, sg, w, starts, kl_priors
+    return tpl, sg, w, sym_starts, starts, kl_priors
 
 
 def affirmative_groups(q, mu, S):
     """``(kl_priors, [GroupData for every moving group a ≠ 0])`` of one family (numpy inputs)."""
-    tpl, sg, w, starts, kl_priors = jax.tree_util.tree_map(np.asarray, _setup(q, mu, S))
+    tpl, sg, w, sym_starts, starts, kl_priors = jax.tree_util.tree_map(np.asarray, _setup(q, mu, S))
     d = mu.shape[-1]
     out = []
     for a in range(1, q.shape[1]):
         wa = w[:, a]
         const = 0.5 * float(np.sum(wa * (sg.logdet[:, a] - tpl.logdet_G - d)))
-        out.append(GroupData(tpl.u, tpl.G, sg.mu[:, a], sg.P[:, a], wa, const, sg.S[0, a], starts[a]))
+        out.append(GroupData(tpl.u, tpl.G, sg.mu[:, a], sg.P[:, a], wa, const, sym_starts[a], starts[a]))
     return float(kl_priors), out
 
 
@@ -173,7 +183,7 @@ def scipy_affirmative(q, mu, S, *, form: str, tol: float = 1e-10, time_cap: floa
     deadline = t0 + time_cap
     kl, res_max, its = kl_priors, 0.0, 0
     for g in groups:
-        A_sym, F_sym, res_sym, it = _lbfgs(g, _psd_sqrt(g.S_c), True, tol, deadline, maxiter)
+        A_sym, F_sym, res_sym, it = _lbfgs(g, g.A_sym0, True, tol, deadline, maxiter)
         its += it
         best = (F_sym, res_sym)
         if form == "affine":

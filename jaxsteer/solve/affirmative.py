@@ -11,8 +11,9 @@ families is still vmapped as a whole by :func:`jaxsteer.nearest_ideal`, where ev
 batched alike.
 
 Symmetric form: convex (the paper's Theorem 4.1), damped Newton from ``A = Σ_ca^{1/2}``.
-Affine form: non-convex; Newton from the symmetric optimum (so never worse than it) and from the
-eigen-aligned starts, all vectorised, keeping the best.
+Affine form: non-convex; Newton from the symmetric optimum (so never worse than it) and from the ``k``
+lowest-valued eigen-aligned starts with sign patterns (:func:`_common.eigen_aligned_starts`), one
+after the other, keeping the best.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def solve(q, means, covs, *, reference, reference_class: int, symmetric: bool, t
         res_sym = newton(prob_sym, B_sym)
         if symmetric:
             return res_sym
+        # The k most promising (lowest F) eigen-aligned starts and sign patterns, and the symmetric optimum.
         starts = _common.eigen_aligned_starts(tpl, sg, a, c)
         starts = jax.vmap(lambda A: _group.with_offset(prob_aff, A))(starts)
-        starts = jnp.concatenate([res_sym.B[None], starts], axis=0)
+        values = jax.vmap(lambda B: _group.value(prob_aff, B))(starts)
+        best_starts = jnp.argsort(jnp.where(jnp.isnan(values), jnp.inf, values))[:k]
+        starts = jnp.concatenate([res_sym.B[None], starts[best_starts]], axis=0)
         # lax.map, not vmap: the starts share the problem data (see the module docstring), and each
         # start then stops at its own iteration count instead of the slowest one's.
         runs = jax.lax.map(lambda B: newton(prob_aff, B), starts)
