@@ -209,12 +209,11 @@ def nearest_ideal(
     if init is not None:
         start = _warm_start(init, family, intervention, form, reference, reference_class)
     config = _engine.Config(lockstep=True) if lockstep else _engine.DEFAULT
-    out = _solve_flat(
-        flat.priors, flat.means, flat.covs, jnp.asarray(int(reference)),
-        jnp.asarray(tol, family.dtype), jnp.asarray(max_iter, jnp.int32), jnp.asarray(max_outer, jnp.int32),
-        start, intervention=intervention, reference_class=int(reference_class),
-        symmetric=form == "symmetric", use_closed_form=method == "auto", chunk_size=chunk, config=config,
-    )
+    args = (flat.priors, flat.means, flat.covs, jnp.asarray(int(reference)), jnp.asarray(tol, family.dtype),
+            jnp.asarray(max_iter, jnp.int32), jnp.asarray(max_outer, jnp.int32), start)
+    options = dict(intervention=intervention, reference_class=int(reference_class), symmetric=form == "symmetric",
+                   use_closed_form=method == "auto", chunk_size=chunk, config=config)
+    out = _dispatch(args, options, d, chunk)
 
     def unflat(x):
         return x.reshape(batch + x.shape[1:])
@@ -233,10 +232,6 @@ def nearest_ideal(
     )
 
 
-@functools.partial(
-    jax.jit, static_argnames=("intervention", "reference_class", "symmetric", "use_closed_form", "chunk_size",
-                              "config"),
-)
 def _solve_flat(q, mu, S, reference, tol, max_iter, max_outer, init, *, intervention, reference_class,
                 symmetric, use_closed_form, chunk_size, config):
     """All problems of a flattened batch ``[n, ...]`` (one compilation per shape and static options;
@@ -261,6 +256,37 @@ def _solve_flat(q, mu, S, reference, tol, max_iter, max_outer, init, *, interven
         return jax.vmap(one)(args)
     # Chunks one after the other; each stops at its own slowest problem (lax.map vmaps within a chunk).
     return jax.lax.map(one, args, batch_size=chunk_size)
+
+
+_STATIC = ("intervention", "reference_class", "symmetric", "use_closed_form", "chunk_size", "config")
+#: Below this dimension a CPU solve runs one family at a time with single-threaded matrix products:
+#: small products gain nothing from XLA's thread pool and lose its synchronisation (measured, one
+#: family at a time, affirmative/symmetric: d = 16 782 → 643 µs per family; d = 64 the same, 17.9 vs
+#: 17.4 ms; d = 128 multi-threaded is faster, 161 vs 167 ms). Use the cores through sharding instead.
+SINGLE_THREAD_MAX_D = 64
+_SOLVERS = {
+    False: jax.jit(_solve_flat, static_argnames=_STATIC),
+    True: jax.jit(_solve_flat, static_argnames=_STATIC, compiler_options={"xla_cpu_multi_thread_eigen": False}),
+}
+
+
+def _dispatch(args, options, d: int, chunk):
+    """Run the compiled solver: single-threaded products for small CPU problems solved at the top level
+    (compiler options only apply to a top-level ``jit``; inside a caller's ``jit`` the caller's apply)."""
+    small = jax.default_backend() == "cpu" and chunk == 1 and d <= SINGLE_THREAD_MAX_D
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(args))
+    if small and not traced:
+        try:
+            return _SOLVERS[True](*args, **options)
+        except ValueError as e:  # a constant family inside a caller's jit: nested, so no options
+            if "compiler_options" not in str(e):
+                raise
+    return _SOLVERS[False](*args, **options)
+
+
+def compiled_programs() -> int:
+    """How many solver programs :func:`nearest_ideal` has compiled in this process (for tests)."""
+    return sum(f._cache_size() for f in _SOLVERS.values())
 
 
 def _layout(chunk_size, lockstep):

@@ -68,17 +68,19 @@ def symmetric_start(prob: _group.GroupProblem, S_ca) -> jax.Array:
       quadratic part ``½ tr(P̄ A C̄ A)`` with ``C̄ = Σ_i w_i (G_i + (u_i − ū)(u_i − ū)ᵀ)`` (template
       scatter, within and between classes, after ``b`` is eliminated), whose symmetric minimiser
       against ``−W ln det A`` satisfies ``A C̄ A = W P̄⁻¹``: the matrix geometric mean
-      ``A = C̄^{-1/2} (C̄^{1/2} W P̄⁻¹ C̄^{1/2})^{1/2} C̄^{-1/2}``. It is exact when the group's class
-      precisions are equal, and accounts for every class, not only the reference one.
+      ``A = C̄^{-1/2} (C̄^{1/2} W P̄⁻¹ C̄^{1/2})^{1/2} C̄^{-1/2}``, computed from one generalised
+      eigendecomposition. It is exact when the group's class precisions are equal, and accounts for
+      every class, not only the reference one.
     """
     w = prob.w
     W = jnp.sum(w)
     Pbar = _linalg.sym(jnp.einsum("k,kij->ij", w, prob.P)) / W
     du = prob.u - jnp.einsum("k,ki->i", w, prob.u) / W
     Cbar = _linalg.sym(jnp.einsum("k,kij->ij", w, prob.G) + jnp.einsum("k,ki,kj->ij", w, du, du))
-    root_c, inv_root_c = _linalg.psd_sqrt_and_inv_sqrt(Cbar)
-    inner = _linalg.sym(root_c @ _linalg.spd_solve(Pbar, root_c)) * W
-    pooled = _group.with_offset(prob, _linalg.sym(inv_root_c @ _linalg.psd_sqrt(inner) @ inv_root_c))
+    # One generalised eigendecomposition: with Lᵀ C̄ L = I and Lᵀ (P̄/W) L = Θ, A = L Θ^{-1/2} Lᵀ
+    # satisfies A C̄ A = L Θ⁻¹ Lᵀ = W P̄⁻¹.
+    L, theta = _group._geig(Cbar, Pbar / W)
+    pooled = _group.with_offset(prob, _linalg.sym((L / jnp.sqrt(theta)) @ L.T))
     ref = _group.with_offset(prob, _linalg.psd_sqrt(S_ca))
     better = _group.value(prob, pooled) < _group.value(prob, ref)
     return jnp.where(better, pooled, ref)
