@@ -106,7 +106,7 @@ def test_steerer_warning_says_why():
 
 @pytest.mark.parametrize("intervention, form", VARIANTS)
 def test_warm_start_same_optimum_in_fewer_iterations(intervention, form):
-    fam = _family(7, k=2, m=2, d=4)
+    fam = _family(7, k=2, m=2, d=4 if intervention == "affirmative" else 2)
     near = _nudge(fam, 8)
     cold = js.nearest_ideal(near, intervention=intervention, form=form)
     start = js.nearest_ideal(fam, intervention=intervention, form=form)
@@ -181,11 +181,12 @@ def test_jitted_caller_passes_arrays():
 
 
 @pytest.mark.parametrize("intervention, form", [("affirmative", "symmetric"), ("affirmative", "affine"),
-                                                ("all", "affine")])
+                                                ("all", "symmetric")])
 def test_layouts_agree(intervention, form):
     """One by one (the CPU default), one vmapped batch, chunks, and the fixed-shape lock-step loops
-    of accelerators (run here on the CPU) reach the same optima."""
-    fams = _family(14, k=2, m=2, d=8 if intervention == "affirmative" else 3, n=3)
+    of accelerators (run here on the CPU) reach the same optima (matrix-free steps at d = 8; the
+    joint phase of ``all``, on the same engine, at d = 2)."""
+    fams = _family(14, k=2, m=2, d=8 if intervention == "affirmative" else 2, n=3)
     opts = dict(intervention=intervention, form=form)
     ref = js.nearest_ideal(fams, chunk_size=1, **opts)
     assert np.all(np.asarray(ref.converged))

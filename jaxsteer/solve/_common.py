@@ -53,9 +53,12 @@ def template_from_group(sg: Subgroups, r, c: int):
 
 
 def group_problem(tpl: Template, sg: Subgroups, a, w_a, symmetric) -> _group.GroupProblem:
+    """Group ``a``'s problem. ``symmetric`` stays a Python bool where it is one (then only that form's
+    factorisations and preconditioner are compiled; ``jnp.asarray`` would make it a tracer under
+    ``jit``), else a traced boolean (intervention ``all``, where the gauge group is symmetric)."""
     return _group.GroupProblem(
         u=tpl.u, G=tpl.G, logdet_G=tpl.logdet_G, mu=sg.mu[:, a], P=sg.P[:, a],
-        logdet_S=sg.logdet[:, a], w=w_a, symmetric=jnp.asarray(symmetric),
+        logdet_S=sg.logdet[:, a], w=w_a, symmetric=symmetric if isinstance(symmetric, bool) else jnp.asarray(symmetric),
     )
 
 

@@ -46,7 +46,8 @@ class GroupProblem(NamedTuple):
         P: ``[k, d, d]`` the group's subgroup precisions ``Σ_i⁻¹``.
         logdet_S: ``[k]`` ``ln det Σ_i``.
         w: ``[k]`` weights ``q̃[i, a]``.
-        symmetric: ``[]`` bool, whether ``A`` is constrained to be symmetric positive definite.
+        symmetric: whether ``A`` is constrained to be symmetric positive definite: a Python bool where
+            known when tracing (then only that form is compiled), else a ``[]`` bool array.
     """
 
     u: jax.Array
@@ -291,6 +292,8 @@ class _Kron(NamedTuple):
     Cbar: jax.Array  # [d, d] Σ_i w_i (G_i + (u_i − ū)(u_i − ū)ᵀ)
     Pbar_iL: jax.Array  # [d, d] inverse Cholesky factor of P̄ (lower)
     Cbar_iL: jax.Array  # [d, d] inverse Cholesky factor of C̄
+    Cbar_L: jax.Array  # [d, d] Cholesky factor of C̄
+    Gs: jax.Array  # [k, d, d] G_i + (u_i − ū)(u_i − ū)ᵀ: class scatter about the weighted mean
     W: jax.Array
     const: jax.Array  # ½ Σ_i w_i (ln det Σ_i − ln det G_i − d)
 
@@ -313,8 +316,10 @@ def _kron_constants(prob: GroupProblem) -> _Kron:
     Cbar = _linalg.sym(jnp.einsum("k,kij->ij", w, prob.G) + jnp.einsum("k,ki,kj->ij", w, du, du))
     const = 0.5 * jnp.sum(w * (prob.logdet_S - prob.logdet_G - d))
     Pbar = Pw / W
+    Gs = prob.G + jnp.einsum("ki,kj->kij", du, du)
     return _Kron(prob.P, w[:, None, None] * prob.G, prob.u, w, prob.mu, jnp.linalg.cholesky(Pw),
-                 Pbar, Cbar, _inverse_cholesky(Pbar), _inverse_cholesky(Cbar), W, const)
+                 Pbar, Cbar, _inverse_cholesky(Pbar), _inverse_cholesky(Cbar), jnp.linalg.cholesky(Cbar), Gs, W,
+                 const)
 
 
 def _stacked_PVG(K: _Kron, V):
@@ -390,6 +395,40 @@ class _Preconditioner(NamedTuple):
     Q: jax.Array  # the log-det factor Q = Z (0 in the affine form)
 
 
+class _PairPreconditioner(NamedTuple):
+    AT: jax.Array  # A T (A at the build point)
+    Tinv: jax.Array  # T⁻¹
+    inv_same: jax.Array  # [d, d] block inverse entries acting on r_ij (diagonal: 1 / D_i)
+    inv_cross: jax.Array  # [d, d] symmetric, acting on r_ji (zero diagonal)
+    same: jax.Array  # |B| itself, the SPD metric of damped steps
+    cross: jax.Array
+
+
+#: Relative floor of the 2 × 2 blocks' absolute eigenvalues in :meth:`KroneckerGroup._pair_preconditioner`.
+PAIR_FLOOR = 1e-8
+
+
+def _abs_pair_inverse(a, c, x, floor):
+    """Entries ``(p, s)`` of ``|B|⁻¹`` for the symmetric blocks ``B = [[a, x], [x, c]]`` (elementwise),
+    ``|B| = U |Λ| Uᵀ`` with ``|λ|`` floored at ``floor · max|λ|``; ``p`` acts on the first coordinate."""
+    m, delta = 0.5 * (a + c), 0.5 * (a - c)
+    r = jnp.sqrt(delta * delta + x * x)
+    lp, lm = jnp.abs(m + r), jnp.abs(m - r)
+    top = jnp.maximum(lp, lm)
+    lp, lm = jnp.maximum(lp, floor * top), jnp.maximum(lm, floor * top)
+    safe = jnp.where(r > 0, r, 1.0)
+    cos2, sin2 = jnp.where(r > 0, delta / safe, 1.0), jnp.where(r > 0, x / safe, 0.0)
+    mean, half = 0.5 * (1.0 / lp + 1.0 / lm), 0.5 * (1.0 / lp - 1.0 / lm)
+    return mean + half * cos2, half * sin2, (lp, lm, cos2, sin2)
+
+
+def apply_pair_preconditioner(pc: _PairPreconditioner, X):
+    """``V = (A T) [B⁻¹ ⋆ ((A T)ᵀ X T⁻ᵀ)] T⁻¹``: the pair blocks' inverse in the decoupling basis."""
+    R = pc.AT.T @ X @ pc.Tinv.T
+    Y = pc.inv_same * R + pc.inv_cross * R.T
+    return pc.AT @ Y @ pc.Tinv
+
+
 class KroneckerGroup(_engine.Problem):
     """``F`` over ``A`` alone (``b = b*(A)``) with Kronecker-structured Hessian–vector products, for
     matrix-free Newton–CG. ``symmetric`` is a Python bool where known at trace time (then only that
@@ -443,20 +482,64 @@ class KroneckerGroup(_engine.Problem):
         ``Rᵀ C̄ R = I, Rᵀ Z R = Φ``: ``V = L [(Lᵀ X R) ⊘ (1 + θ φᵀ)] Rᵀ``.
         """
         K = self.K
-        d = self.d
         if self.symmetric is False:
-            ones = jnp.ones((d, d), K.W.dtype)
-            return _Preconditioner(K.Pbar_iL.T, K.Cbar_iL.T, ones, jnp.zeros((d, d), K.W.dtype))
+            return self._pair_preconditioner(pt)
         Q = jnp.where(self.symmetric, jnp.sqrt(K.W) * _linalg.sym(pt.aux.Ainv), 0.0)
         Lm, th = _geig_whitened(K.Pbar_iL, Q)
         Rm, ph = _geig_whitened(K.Cbar_iL, Q)
         return _Preconditioner(Lm, Rm, 1.0 + th[:, None] * ph[None, :], Q)
 
-    def precondition(self, pc: _Preconditioner, X):
+    def _pair_preconditioner(self, pt: Point) -> _PairPreconditioner:
+        """Affine form: block-Jacobi in coordinates that decouple the Hessian into 2 × 2 blocks.
+
+        Write a step as ``V = A X`` (``X`` in template coordinates). The Hessian's quadratic form is
+        ``Σ_i w_i tr(P̃_i X G̃_i Xᵀ) + W tr(X X)`` with ``P̃_i = Aᵀ P_i A`` and ``G̃_i`` the class scatter
+        (exact for equal ``P_i``, where eliminating ``b`` adds the mean scatter). In the basis
+        ``X = T Y T⁻¹`` with ``Tᵀ C̄⁻¹ T = I`` and ``Tᵀ (Aᵀ P̄ A) T`` diagonal, ``tr(X X) = tr(Y Y)``
+        couples only ``Y_ij`` with ``Y_ji``, and with equal class shapes so would the rest: the Hessian
+        is block diagonal in pairs ``(ij, ji)``. Its exact 2 × 2 blocks (every class included) are
+        ``[[h_ij, x_ij], [x_ij, h_ji]]``, ``h_ij = Σ_c w_c P'_c[i,i] G'_c[j,j]``,
+        ``x_ij = Σ_c w_c P'_c[i,j] G'_c[i,j] + W``, and ``h_ii + W`` on the diagonal. The
+        antisymmetric combination is where the log-det term cancels the quadratic part (rotations of a
+        nearly isotropic template barely change ``F``); a Kronecker preconditioner sees only the large
+        quadratic part there and CG then needs many iterations. The blocks are inverted in absolute
+        value (the affine Hessian can be indefinite), their eigenvalues floored at ``PAIR_FLOOR``.
+        """
+        K = self.K
+        A = pt.x
+        PA = jnp.einsum("k,kij,jl->il", K.w, K.P, A) / K.W  # P̄ A
+        Mw = K.Cbar_L.T @ (A.T @ PA) @ K.Cbar_L  # Lᵀ Aᵀ P̄ A L
+        _, U = jnp.linalg.eigh(_linalg.sym(Mw))
+        T = K.Cbar_L @ U
+        Tinv = U.T @ jax.scipy.linalg.solve_triangular(K.Cbar_L, jnp.eye(self.d, dtype=A.dtype), lower=True)
+        AT = A @ T
+        Pp = jnp.einsum("ji,kjl,lm->kim", AT, K.P, AT)  # (AT)ᵀ P_c (AT)
+        Gp = jnp.einsum("ij,kjl,ml->kim", Tinv, K.Gs, Tinv)  # T⁻¹ G̃_c T⁻ᵀ
+        dP = jnp.diagonal(Pp, axis1=-2, axis2=-1)
+        dG = jnp.diagonal(Gp, axis1=-2, axis2=-1)
+        h = jnp.einsum("k,ki,kj->ij", K.w, dP, dG)
+        x = _linalg.sym(jnp.einsum("k,kij,kij->ij", K.w, Pp, Gp)) + K.W
+        eye = jnp.eye(self.d, dtype=bool)
+        p, sc, (lp, lm, cos2, sin2) = _abs_pair_inverse(h, h.T, x, PAIR_FLOOR)
+        diag = jnp.abs(jnp.diagonal(h) + K.W)
+        inv_same = jnp.where(eye, jnp.diag(1.0 / diag), p)
+        inv_cross = jnp.where(eye, 0.0, sc)
+        # |B| itself (SPD), the metric of damped steps
+        same = jnp.where(eye, jnp.diag(diag), 0.5 * (lp + lm) + 0.5 * (lp - lm) * cos2)
+        cross = jnp.where(eye, 0.0, 0.5 * (lp - lm) * sin2)
+        return _PairPreconditioner(AT, Tinv, inv_same, inv_cross, same, cross)
+
+    def precondition(self, pc, X):
+        if isinstance(pc, _PairPreconditioner):
+            return apply_pair_preconditioner(pc, X)
         Y = (pc.L.T @ X @ pc.R) / pc.denom
         return self._sym(pc.L @ Y @ pc.R.T)
 
-    def metric(self, pc: _Preconditioner, V):
+    def metric(self, pc, V):
+        if isinstance(pc, _PairPreconditioner):  # the inverse of apply_pair_preconditioner
+            Y = jnp.linalg.solve(pc.AT, V @ jnp.linalg.inv(pc.Tinv))
+            R = pc.same * Y + pc.cross * Y.T
+            return jnp.linalg.solve(pc.AT.T, R @ pc.Tinv)
         return self._sym(self.K.Pbar @ V @ self.K.Cbar + pc.Q @ V @ pc.Q)
 
     def line_model(self, pt: Point, p, extra):

@@ -52,10 +52,9 @@ def solve(q, means, covs, *, reference, reference_class: int, symmetric: bool, t
     """Solve one (unbatched) affirmative problem; see :func:`jaxsteer.nearest_ideal`.
 
     ``init`` (optional, ``[m, d, d+1]``): every moving group's map in whitened template coordinates
-    (:func:`whitened_maps`) to start from instead of the cold starts. The symmetric form starts from
-    the better of it and the cold start (it is convex: same optimum); the affine form follows the
-    local optimum ``init`` lies in (the cold solve picks the best of several starts), falling back
-    to the symmetric start where ``init`` is outside the domain.
+    (:func:`whitened_maps`) to start from instead of the cold starts, or from the symmetric cold start
+    where ``init`` is outside the domain. The symmetric form is convex (the same optimum); the affine
+    form follows the local optimum ``init`` lies in (the cold solve picks the best of several starts).
     """
     r, c = reference, reference_class
     k, m = q.shape
@@ -68,16 +67,17 @@ def solve(q, means, covs, *, reference, reference_class: int, symmetric: bool, t
 
     def one_group(a, B_init):
         prob_sym = _common.group_problem(tpl, sg, a, w[:, a], True)
-        prob_aff = prob_sym._replace(symmetric=jnp.asarray(False))
+        prob_aff = prob_sym._replace(symmetric=False)
         if d == 1 and use_closed_form:
             return closed_form.univariate_group(prob_sym if symmetric else prob_aff, symmetric)
-        B_sym = _common.symmetric_start(prob_sym, sg.S[c, a])
         if B_init is not None:
             prob = prob_sym if symmetric else prob_aff
-            v_init = _group.value(prob, B_init)
-            better = jnp.isfinite(v_init) & ((v_init <= _group.value(prob, B_sym)) | (not symmetric))
-            return newton(prob, jnp.where(better, B_init, B_sym))
-        res_sym = newton(prob_sym, B_sym)
+            # The cold start only where the warm one is outside the domain (a cond: unbatched, the
+            # usual warm-started training step builds no cold start at all).
+            usable = jnp.isfinite(_group.value(prob, B_init))
+            B0 = jax.lax.cond(usable, lambda: B_init, lambda: _common.symmetric_start(prob_sym, sg.S[c, a]))
+            return newton(prob, B0)
+        res_sym = newton(prob_sym, _common.symmetric_start(prob_sym, sg.S[c, a]))
         if symmetric:
             return res_sym
         # The k most promising (lowest F) eigen-aligned starts and sign patterns, and the symmetric optimum.

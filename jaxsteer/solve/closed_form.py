@@ -50,7 +50,7 @@ def univariate_group(prob: _group.GroupProblem, symmetric: bool) -> _group.Group
         return jnp.stack([s, b])[None, :]
 
     B_plus, B_minus = make(s_plus), make(s_minus)
-    aff = prob._replace(symmetric=jnp.asarray(False))
+    aff = prob._replace(symmetric=False)
     v_plus, v_minus = _group.value(aff, B_plus), _group.value(aff, B_minus)
     if symmetric:
         B, v = B_plus, v_plus
