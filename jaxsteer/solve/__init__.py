@@ -161,8 +161,8 @@ def nearest_ideal(
         method: ``"auto"`` uses the closed forms where MATH gives them (``d = 1``); ``"newton"``
             forces the iterative solver everywhere (for cross-checks).
         chunk_size: how a batch is laid out. ``"auto"`` (default): on CPU one family after the
-            other (``1``), or chunks of 16 when ``d < 16`` (``CPU_SMALL_D``, where a call's fixed cost
-            outweighs its flops); one vmapped batch on GPU/TPU (``None``). ``None``: one ``vmap`` over the
+            other (``1``) from ``d = 16``, in vmapped chunks below (64 up to ``d = 4``, else 16: there a
+            call's fixed cost outweighs its flops); one vmapped batch on GPU/TPU (``None``). ``None``: one ``vmap`` over the
             batch, which iterates until its slowest family has converged (lock-step). An int ``n``:
             chunks of ``n`` families one after the other (``lax.map``; vmapped within a chunk), so a
             straggler holds up fewer families; ``1`` solves them one by one without ``vmap``, which
@@ -290,13 +290,18 @@ def compiled_programs() -> int:
     return sum(f._cache_size() for f in _SOLVERS.values())
 
 
-#: On CPU, ``chunk_size="auto"`` solves families of dimension ``d < CPU_SMALL_D`` in vmapped chunks of
-#: ``CPU_SMALL_CHUNK`` (there a call's fixed cost outweighs its flops), larger ones one by one.
-#: Measured (2-core CPU, float64, affirmative, problems/s, chunks of 1 / 16 / 64): symmetric d = 8
-#: 1,817 / 4,389 / 4,310, d = 16 1,181 / 1,165 / 926; affine d = 4 979 / 1,487, d = 8 130 / 147;
-#: symmetric d = 4, batch 16,384: one by one 6,302, one vmapped batch 11,687, chunks of 64 13,192.
-CPU_SMALL_D = 16
-CPU_SMALL_CHUNK = 16
+#: On CPU, ``chunk_size="auto"`` solves small families in vmapped chunks (there a call's fixed cost
+#: outweighs its flops): chunks of ``CPU_TINY_CHUNK`` up to ``d = CPU_TINY_D``, of ``CPU_SMALL_CHUNK``
+#: below ``d = CPU_SMALL_D``, and larger families one by one. Measured (2-core CPU, float64,
+#: affirmative, problems/s, chunks of 1 / 16 / 64): symmetric d = 4 (batch 4,096) — / 10,390 /
+#: 17,849 (256: 17,724), d = 8 1,817 / 4,389 / 4,310, d = 16 1,181 / 1,165 / 926; affine d = 4 (batch
+#: 4,096) — / 1,205 / 1,701 (256: 1,234), d = 8 (batch 512) — / 185 / 129.
+CPU_TINY_D, CPU_TINY_CHUNK = 4, 64
+CPU_SMALL_D, CPU_SMALL_CHUNK = 16, 16
+
+
+def _cpu_chunk(d: int) -> int:
+    return CPU_TINY_CHUNK if d <= CPU_TINY_D else CPU_SMALL_CHUNK if d < CPU_SMALL_D else 1
 
 
 def _layout(chunk_size, lockstep, d: int):
@@ -305,7 +310,7 @@ def _layout(chunk_size, lockstep, d: int):
     if isinstance(chunk_size, str):
         if chunk_size != "auto":
             raise ValueError(f"chunk_size: must be 'auto', None or a positive integer; got {chunk_size!r}.")
-        chunk_size = None if accelerator else (CPU_SMALL_CHUNK if d < CPU_SMALL_D else 1)
+        chunk_size = None if accelerator else _cpu_chunk(d)
     elif chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
                                      or int(chunk_size) < 1):
         raise ValueError(f"chunk_size: must be 'auto', None or a positive integer; got {chunk_size!r}.")
