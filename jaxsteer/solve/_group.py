@@ -397,6 +397,7 @@ class _Preconditioner(NamedTuple):
 
 class _PairPreconditioner(NamedTuple):
     AT: jax.Array  # A T (A at the build point)
+    T: jax.Array
     Tinv: jax.Array  # T⁻¹
     inv_same: jax.Array  # [d, d] block inverse entries acting on r_ij (diagonal: 1 / D_i)
     inv_cross: jax.Array  # [d, d] symmetric, acting on r_ji (zero diagonal)
@@ -527,7 +528,7 @@ class KroneckerGroup(_engine.Problem):
         # |B| itself (SPD), the metric of damped steps
         same = jnp.where(eye, jnp.diag(diag), 0.5 * (lp + lm) + 0.5 * (lp - lm) * cos2)
         cross = jnp.where(eye, 0.0, 0.5 * (lp - lm) * sin2)
-        return _PairPreconditioner(AT, Tinv, inv_same, inv_cross, same, cross)
+        return _PairPreconditioner(AT, T, Tinv, inv_same, inv_cross, same, cross)
 
     def precondition(self, pc, X):
         if isinstance(pc, _PairPreconditioner):
@@ -537,7 +538,7 @@ class KroneckerGroup(_engine.Problem):
 
     def metric(self, pc, V):
         if isinstance(pc, _PairPreconditioner):  # the inverse of apply_pair_preconditioner
-            Y = jnp.linalg.solve(pc.AT, V @ jnp.linalg.inv(pc.Tinv))
+            Y = jnp.linalg.solve(pc.AT, V @ pc.T)
             R = pc.same * Y + pc.cross * Y.T
             return jnp.linalg.solve(pc.AT.T, R @ pc.Tinv)
         return self._sym(self.K.Pbar @ V @ self.K.Cbar + pc.Q @ V @ pc.Q)

@@ -183,8 +183,8 @@ def _solve_from(x0: Params, r, q, sg, *, c, symmetric, tol, max_iter, max_outer,
         pi = w[:, 0] / p[0]
         A, b = x.B[:, :, :-1], x.B[:, :, -1]
         u, G = closed_form.template_update(A, b, sg.mu, sg.P, w, c)
-        res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, symmetric=symmetric, tol=0.1 * tol, max_iter=max_iter,
-                           use_closed_form=use_closed_form, config=config)
+        res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, symmetric=symmetric, tol=0.1 * tol,
+                           max_iter=max_iter, use_closed_form=use_closed_form, config=config)
         y = Params(u, G, res.B, pi)
         v = objective(y, q, sg)
         # Residuals of the blocks not just optimised: the template (the maps moved after it) and π.
