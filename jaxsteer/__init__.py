@@ -20,6 +20,7 @@ from jaxsteer.ideal import is_ideal
 from jaxsteer.maps import AffineMap
 from jaxsteer.solve import AffineMaps, Solution, Status, Template, nearest_ideal, status_message
 from jaxsteer.steerer import Steerer
+from jaxsteer.selection import Candidate, Selection, select  # noqa: F401  (EF variant chosen on validation data)
 
 __all__ = [
     "AffineMap",
