@@ -291,15 +291,16 @@ def _check_classifier(classifier):
 
 
 def _clone(classifier):
+    """A fresh unfitted copy: ``sklearn.base.clone`` for scikit-learn-style estimators, else a deep copy."""
     if hasattr(classifier, "get_params"):
         try:
             from sklearn.base import clone
-
+        except ImportError:  # pragma: no cover - get_params without scikit-learn installed
+            return copy.deepcopy(classifier)
+        try:
             return clone(classifier)
-        except ImportError:  # pragma: no cover
-            pass
-        except Exception:  # noqa: BLE001 - not a clonable scikit-learn estimator: fall back to a copy
-            pass
+        except (TypeError, RuntimeError):  # get_params that does not round-trip through __init__
+            return copy.deepcopy(classifier)
     return copy.deepcopy(classifier)
 
 

@@ -134,6 +134,31 @@ def test_other_criteria_and_classifier(shift):
     assert dp.positive == 1
 
 
+class _Centroid:
+    """A classifier without scikit-learn's get_params (select deep-copies it): weighted class means."""
+
+    def fit(self, X, y, sample_weight=None):
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight)
+        self.labels_ = np.unique(y)
+        self.means_ = np.stack([np.average(X[y == c], axis=0, weights=w[y == c]) for c in self.labels_])
+        return self
+
+    def predict(self, X):
+        return self.labels_[np.argmin(((np.asarray(X)[:, None, :] - self.means_[None]) ** 2).sum(-1), axis=1)]
+
+
+def test_classifier_without_get_params(shift):
+    (X, y, a, Xv, yv, av), sel = shift
+    cen = js.select(X, y, a, X_val=Xv, y_val=yv, a_val=av, candidates=[ALIGN], classifier=_Centroid(), reuse=sel)
+    st = cen.steerers[ALIGN]
+    w = st.sample_weight(y, a)
+    pred = _Centroid().fit(st.transform(X, a), y, w).predict(st.transform(Xv, av))
+    assert cen.row()["acc"] == pytest.approx(np.mean(pred == yv), abs=1e-12)
+    ref_pred = _Centroid().fit(X, y).predict(Xv)
+    assert cen.reference["eo"] == pytest.approx(fm.equal_opportunity_difference(yv, ref_pred, sensitive_features=av), abs=1e-12)
+    assert not hasattr(_Centroid(), "means_") and cen.classifier is not cen.classifiers[None]
+
+
 def test_fallback_when_no_candidate_is_accurate_enough():
     X, y, a = _proxy(1200, 2)
     Xv, yv, av = _proxy(1200, 3)
