@@ -25,12 +25,14 @@ from jaxsteer.selection import Candidate, Selection, select  # noqa: F401  (EF v
 __all__ = [
     "AffineMap",
     "AffineMaps",
+    "Candidate",
     "Certificate",
     "GaussianFamily",
     "NotFittedError",
     "Solution",
     "Status",
     "Steerer",
+    "Selection",
     "SuffStats",
     "Template",
     "baselines",
@@ -43,6 +45,7 @@ __all__ = [
     "maps",
     "metrics",
     "nearest_ideal",
+    "select",
     "status_message",
 ]
 

@@ -36,10 +36,10 @@ class Steerer(BaseSteerer):
             (default), ``"moment"`` or ``"posterior"`` (see :mod:`jaxsteer.maps`). The default is
             chosen on evidence (``benchmarks/results/tabular.md``: Adult sex and race, COMPAS race;
             4 EF variants × logistic regression and an MLP, 24 cases): ``align`` had the lowest mean
-            test ΔEO (0.080, against 0.126 for ``posterior`` and 0.151 for ``moment``) and the lowest
-            in all 8 COMPAS cases, where the raw bias is large (ΔEO 0.24–0.27 → 0.010–0.043), while
-            ``posterior`` did not reduce it there (0.19–0.28); ``posterior`` was lowest in 15 of the
-            16 Adult cases, where the raw ΔEO is already small (0.02–0.07). ``align`` is also affine
+            test ΔEO (0.081, against 0.127 for ``posterior`` and 0.148 for ``moment``) and the lowest
+            in all 8 COMPAS cases, where the raw bias is large (ΔEO 0.23–0.26 → 0.014–0.043), while
+            ``posterior`` did not reduce it there (0.21–0.29); ``posterior`` was lowest in 14 of the
+            16 Adult cases, where the raw ΔEO is already small. ``align`` is also affine
             and invertible (``inverse_transform``, :class:`jaxsteer.nn.Steer`).
         shrinkage: covariance shrinkage of :func:`~jaxsteer.fit_family` (``"ledoit_wolf"``, a float
             in ``[0, 1]`` or ``None``).
