@@ -4,17 +4,43 @@ No dependency on scikit-learn: ``get_params`` / ``set_params`` read the construc
 fitted attributes end in ``_``, and using an unfitted estimator raises :class:`NotFittedError`.
 Labels and groups may be any sortable values (ints, strings); they are encoded to codes
 ``0..k−1`` / ``0..m−1`` in sorted order (``classes_``, ``groups_``).
+
+Estimators work in float64 whatever JAX's global ``jax_enable_x64`` flag says: the public methods
+named in :data:`FLOAT64_METHODS` run inside ``jax.enable_x64(True)``. Fitted attributes hold float64
+arrays; ``transform`` returns numpy float64 for numpy input and the input's dtype for JAX input.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["NotFittedError", "BaseSteerer", "encode", "as_matrix", "like_input"]
+__all__ = ["NotFittedError", "BaseSteerer", "encode", "as_matrix", "like_input", "float64", "FLOAT64_METHODS"]
+
+#: The estimator methods that :class:`BaseSteerer` subclasses run with float64 enabled.
+FLOAT64_METHODS = ("fit", "partial_fit", "transform", "fit_transform", "inverse_transform", "sample_weight", "report")
+
+
+def float64(method):
+    """Run ``method`` with float64 enabled (``jax.enable_x64(True)``), whatever the global flag says.
+
+    Covariances of standardised tabular data have eigenvalues near 1e-4, below what float32 Cholesky
+    factors and Newton steps resolve; estimators therefore always estimate and solve in float64.
+    """
+    if getattr(method, "_float64", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return method(*args, **kwargs)
+
+    wrapper._float64 = True
+    return wrapper
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -72,14 +98,22 @@ def encode(values, known: np.ndarray | None, name: str, n: int) -> tuple[np.ndar
 
 
 def like_input(out: jax.Array, X):
-    """Return numpy for numpy (or list) input, JAX for JAX input."""
+    """Return numpy for numpy (or list) input, JAX for JAX input (in the input's floating dtype)."""
     if isinstance(X, jax.Array):
-        return out
+        return out.astype(X.dtype) if jnp.issubdtype(X.dtype, jnp.floating) else out
     return np.asarray(out)
 
 
 class BaseSteerer:
-    """``get_params`` / ``set_params`` / ``repr`` from the constructor, fitted-state checks."""
+    """``get_params`` / ``set_params`` / ``repr`` from the constructor, fitted-state checks; the
+    methods in :data:`FLOAT64_METHODS` of every subclass run in float64."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in FLOAT64_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, float64(method))
 
     @classmethod
     def _param_names(cls) -> list[str]:

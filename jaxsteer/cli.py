@@ -37,9 +37,7 @@ def _setup_jax():
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    # Solver compilation dominates short runs: keep compiled programs in a persistent cache so a
-    # second `jaxsteer` run starts in seconds (JAXSTEER_CACHE_DIR="" turns it off).
-    cache = os.environ.get("JAXSTEER_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxsteer", "xla"))
+    cache = persistent_cache_dir(os.environ.get("JAXSTEER_CACHE_DIR"), jax.default_backend())
     if cache:
         try:
             os.makedirs(cache, exist_ok=True)
@@ -47,6 +45,30 @@ def _setup_jax():
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
         except (OSError, AttributeError):  # read-only home or an older jax: run without a cache
             pass
+
+
+def persistent_cache_dir(setting: "str | None", backend: str) -> "str | None":
+    """The folder for JAX's persistent compilation cache, or None for no cache.
+
+    On CPU there is none: XLA:CPU programs loaded back from the cache crash jaxlib (a second
+    ``jaxsteer demo`` run with a warm cache ends in a segmentation fault, after ``cpu_aot_loader``
+    errors on stderr), so CPU runs compile afresh. On an accelerator the cache lives under
+    ``JAXSTEER_CACHE_DIR`` (default ``~/.cache/jaxsteer/xla``; empty turns it off), in a subfolder
+    named by the jax and jaxlib versions and the device kind, so that installs and machines that
+    share a home folder never load each other's programs.
+    """
+    if backend == "cpu" or setting == "":
+        return None
+    import jax
+    import jaxlib
+
+    base = setting or os.path.join(os.path.expanduser("~"), ".cache", "jaxsteer", "xla")
+    try:
+        kind = jax.devices()[0].device_kind
+    except Exception:  # noqa: BLE001 - a backend without devices: key by the backend alone
+        kind = backend
+    key = f"jax{jax.__version__}-jaxlib{jaxlib.__version__}-{backend}-{kind}"
+    return os.path.join(base, "".join(c if c.isalnum() or c in ".-_" else "_" for c in key))
 
 
 # -- demo -------------------------------------------------------------------------------------------

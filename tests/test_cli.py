@@ -504,3 +504,33 @@ def test_demo_tabular_helpers_small():
     y = (X[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(int)
     pred = demo.logistic_regression(X, y)(X)
     assert (pred == y).mean() > 0.85
+
+
+# -- the persistent compilation cache ---------------------------------------------------------------
+
+
+def test_no_persistent_cache_on_cpu(tmp_path):
+    """Cached XLA:CPU programs crash jaxlib when loaded back, so a CPU run never uses the cache,
+    whatever JAXSTEER_CACHE_DIR says; checked in a fresh interpreter, where the flag starts unset."""
+    code = "from jaxsteer import cli; cli._setup_jax(); import jax; print(repr(jax.config.jax_compilation_cache_dir))"
+    env = dict(os.environ, JAXSTEER_CACHE_DIR=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_persistent_cache_dir_is_keyed_by_versions_and_device():
+    import jax
+    import jaxlib
+
+    assert cli.persistent_cache_dir(None, "cpu") is None
+    assert cli.persistent_cache_dir("/somewhere", "cpu") is None
+    assert cli.persistent_cache_dir("", "gpu") is None  # empty turns it off
+    path = cli.persistent_cache_dir("/somewhere", "gpu")
+    parent, leaf = os.path.split(path)
+    assert parent == "/somewhere"
+    assert f"jax{jax.__version__}" in leaf and f"jaxlib{jaxlib.__version__}" in leaf and "-gpu-" in leaf
+    assert all(c.isalnum() or c in ".-_" for c in leaf)
+    default = cli.persistent_cache_dir(None, "tpu")
+    assert os.path.dirname(default) == os.path.join(os.path.expanduser("~"), ".cache", "jaxsteer", "xla")

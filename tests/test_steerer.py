@@ -177,3 +177,32 @@ def test_params_and_errors(biased_data):
     st.fit(x[:2000], y[:2000], a[:2000])
     with pytest.raises(ValueError, match="X: has 2 features but the steerer was fitted with 3"):
         st.transform(x[:5, :2], a[:5])
+
+
+def test_transform_keeps_a_jax_inputs_dtype(fitted, biased_data):
+    """Work is done in float64; JAX input comes back in its own dtype, numpy input as float64."""
+    st, n = fitted
+    _, x, y, a = biased_data
+    ref = st.transform(x[n:n + 200], a[n:n + 200])
+    out32 = st.transform(jnp.asarray(x[n:n + 200], jnp.float32), a[n:n + 200])
+    assert ref.dtype == np.float64 and out32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out32), ref, rtol=1e-5, atol=1e-5)
+    sub32 = st.transform(jnp.asarray(x[n:n + 200], jnp.float32), a[n:n + 200], y[n:n + 200])
+    assert sub32.dtype == jnp.float32
+
+
+def test_estimators_work_in_float64_with_x64_off():
+    """A fit with the global flag off (JAX's default) gives the float64 answer: the family's
+    statistics and the solution are float64 and match a fit with the flag on."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 4)) * np.array([1.0, 1e-2, 1.0, 1.0])  # a small-variance feature
+    y, a = rng.integers(0, 2, 3000), rng.integers(0, 2, 3000)
+    x[:, 0] += y + 0.5 * a
+    on = js.Steerer().fit(x, y, a)
+    with jax.enable_x64(False):
+        off = js.Steerer().fit(x, y, a)
+        mm = js.baselines.MiMiC().fit(x, y, a)
+        z = off.transform(x, a)
+    assert off.family_.covs.dtype == jnp.float64 and mm.transform(x, a).dtype == np.float64
+    np.testing.assert_allclose(float(off.solution_.kl), float(on.solution_.kl), rtol=1e-10)
+    np.testing.assert_allclose(z, on.transform(x, a), rtol=1e-9, atol=1e-9)
