@@ -21,6 +21,7 @@ from jaxsteer.maps import AffineMap
 from jaxsteer.solve import AffineMaps, Solution, Status, Template, nearest_ideal, status_message
 from jaxsteer.steerer import Steerer
 from jaxsteer.selection import Candidate, Selection, select  # noqa: F401  (EF variant chosen on validation data)
+from jaxsteer.steering_vectors import fair_steering  # group-fair steering vectors (FairSteer: the NNX module)
 
 __all__ = [
     "AffineMap",
@@ -38,6 +39,7 @@ __all__ = [
     "baselines",
     "certificate",
     "estimate",
+    "fair_steering",
     "fit_family",
     "ideal",
     "is_ideal",
