@@ -13,7 +13,11 @@
 * ``gap64``: ``jax.value_and_grad(ideal_gap)`` at ``h [2048, 64]``, warm-started (``max_iter=2``),
   median of repeated calls (as ``benchmarks/experiments/flax_overhead.py``).
 * ``sharded``: the ``sym16`` batch over one virtual host device per core, in a fresh interpreter
-  (``python -m benchmarks.chunking --devices N --chunks auto``).
+  (``python -m jaxsteer.bench.chunking --devices N --chunks auto``).
+
+This module stays in the source checkout (it is not part of ``jaxsteer bench``): ``embed64`` reads
+``tests/data`` and ``gap64`` runs ``benchmarks/experiments/flax_overhead.py``. It uses the shipped suite's
+helpers and side-by-side solvers (:mod:`jaxsteer.bench`).
 
 Run time excludes compilation (every function is compiled ahead of time, then run once).
 """
@@ -37,8 +41,8 @@ import numpy as np  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer.datasets import make_gaussian_family  # noqa: E402
 
-from benchmarks import reference_solvers as ref  # noqa: E402
-from benchmarks.suite import compile_and_time, machine  # noqa: E402
+from jaxsteer.bench import reference_solvers as ref  # noqa: E402
+from jaxsteer.bench.suite import compile_and_time, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +112,7 @@ def gap64(repeats: int) -> dict:
 def sharded(d: int, batch: int, devices: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rows.json")
-        cmd = [sys.executable, "-m", "benchmarks.chunking", "--d", str(d), "--batch", str(batch), "--form",
+        cmd = [sys.executable, "-m", "jaxsteer.bench.chunking", "--d", str(d), "--batch", str(batch), "--form",
                "symmetric", "--chunks", "auto", "--devices", str(devices), "--json", path]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         print(proc.stdout, end="", flush=True)

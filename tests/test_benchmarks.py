@@ -1,4 +1,5 @@
-"""The benchmark entry point runs end to end on tiny sizes (timings are never asserted)."""
+"""The benchmark entry points (``python -m benchmarks``, ``jaxsteer bench``) run end to end on tiny sizes
+(timings are never asserted). The suite run from an installed wheel: tests/test_bench_wheel.py."""
 
 import json
 import os
@@ -6,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_benchmark_smoke(tmp_path):
@@ -55,3 +58,53 @@ def test_chunking_benchmark_sharded(tmp_path):
     assert len(lines) == 2 and all("devices=2" in ln and "converged 1.000" in ln for ln in lines)
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["chunk_size"] for r in rows] == [None, 2] and rows[1]["max_abs_dkl"] <= 1e-12
+
+
+@pytest.mark.parametrize("command", [["bench"], ["bench", "run"]])
+def test_python_m_jaxsteer_bench(tmp_path, command):
+    """``python -m jaxsteer bench [run] ...`` in the checkout (it once exited at import: the checkout's
+    ``benchmarks/__main__.py`` parsed the command line of ``jaxsteer``)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxsteer", *command, "--smoke", "--only", "roofline", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "# Benchmark results (quick run)" in out.stdout and "Matrix multiply (128²)" in out.stdout
+    res = json.loads((tmp_path / "results_quick.json").read_text())
+    assert res["roofline"]["f64_gflops"] > 0 and "throughput" not in res
+
+
+def test_bench_missing_extra_is_one_line(tmp_path, monkeypatch, capsys):
+    from jaxsteer import cli
+
+    monkeypatch.setitem(sys.modules, "cvxpy", None)  # importlib.util.find_spec("cvxpy") is None
+    out = tmp_path / "out"
+    assert cli.main(["bench", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "cvxpy" in err[0] and "pip install 'jaxsteer[bench]'" in err[0] and "scipy" not in err[0]
+    assert not out.exists()
+
+
+def test_bench_required_modules():
+    from jaxsteer.bench import suite
+
+    quick = suite.config(True, False)
+    assert suite.required_modules(suite.QUICK_SECTIONS, quick) == ["scipy", "cvxpy", "clarabel"]
+    assert suite.required_modules(["large", "roofline", "compile", "batching"], quick) == ["scipy"]
+    assert suite.required_modules(["roofline", "compile", "batching"], quick) == []
+    only_all = [(shape, b, [("all", "affine")], n) for shape, b, _, n in quick["throughput"]]
+    assert suite.required_modules(["throughput"], dict(quick, throughput=only_all)) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--only", "nope"], "--only: unknown section(s) ['nope']"),
+    (["bench", "walk"], "argument command: invalid choice: 'walk'"),
+    (["bench", "--quick", "--large-dims", "x"], "--large-dims: expected comma-separated integers"),
+])
+def test_bench_usage_errors_are_one_line(argv, message, capsys):
+    from jaxsteer import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jaxsteer bench: error: ") and message in err[0], err
