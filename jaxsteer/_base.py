@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer import _validate
+
 __all__ = ["NotFittedError", "BaseSteerer", "encode", "as_matrix", "like_input", "float64", "FLOAT64_METHODS"]
 
 #: The estimator methods that :class:`BaseSteerer` subclasses run with float64 enabled.
@@ -63,38 +65,15 @@ def as_matrix(X, name: str = "X", d: int | None = None) -> jax.Array:
             f"{name}: has {arr.shape[1]} features but the steerer was fitted with {d}; pass data with "
             f"the same columns as in fit."
         )
-    if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
-        bad = np.argwhere(~np.isfinite(np.asarray(arr)))[0]
-        raise ValueError(f"{name}: contains NaN or inf (first at row {bad[0]}, column {bad[1]}); impute or drop those rows.")
+    if _validate.is_concrete(arr):
+        _validate.finite_rows(arr, name)
     return arr
 
 
 def encode(values, known: np.ndarray | None, name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Encode labels to integer codes in sorted order.
-
-    Returns ``(codes [n] int32, categories)``. With ``known`` categories (at transform time), values
-    never seen in ``fit`` raise a ``ValueError`` naming the argument.
-    """
-    if isinstance(values, jax.core.Tracer):
-        raise ValueError(f"{name}: label encoding needs concrete values; call outside jit.")
-    v = np.asarray(values)
-    if v.ndim != 1:
-        v = v.reshape(-1) if v.ndim == 2 and 1 in v.shape else v
-    if v.ndim != 1 or v.shape[0] != n:
-        raise ValueError(f"{name}: expected a 1-D array of length {n} (one entry per row of X), got shape {np.shape(values)}.")
-    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
-        raise ValueError(f"{name}: contains NaN or inf.")
-    if known is None:
-        cats, codes = np.unique(v, return_inverse=True)
-        return codes.astype(np.int32).reshape(-1), cats
-    codes = np.searchsorted(known, v)
-    codes = np.clip(codes, 0, len(known) - 1)
-    unseen = known[codes] != v
-    if np.any(unseen):
-        raise ValueError(
-            f"{name}: value {v[np.argmax(unseen)].item()!r} was not seen in fit (known: {known.tolist()})."
-        )
-    return codes.astype(np.int32), known
+    """Encode labels to int32 codes in sorted order: ``(codes [n], categories)``; with ``known``
+    categories (after ``fit``) an unseen value raises a ``ValueError`` naming the argument."""
+    return _validate.labels(values, known, name, n)
 
 
 def like_input(out: jax.Array, X):

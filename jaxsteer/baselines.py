@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer import _linalg
+from jaxsteer import _linalg, _validate
 from jaxsteer._base import BaseSteerer, as_matrix, encode, like_input
 from jaxsteer.estimate import fit_family
 from jaxsteer.maps import AffineMap, w2_map
@@ -39,23 +39,6 @@ _HI = jax.lax.Precision.HIGHEST
 
 
 # -- shared plumbing ---------------------------------------------------------------------------------
-
-
-def _check_weights(sample_weight, n: int) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight)
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"sample_weight: expected shape ({n},) (one weight per row of X), got {w.shape}.")
-    if w.dtype.kind not in "biuf":
-        raise ValueError(f"sample_weight: expected real numbers, got dtype {w.dtype}.")
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight: contains NaN or inf; weights must be finite.")
-    if np.any(w < 0):
-        bad = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(f"sample_weight: weights must be non-negative; entry {bad} is {w[bad]!r}.")
-    return w
 
 
 def _length(v) -> int:
@@ -101,7 +84,7 @@ class _Baseline(BaseSteerer):
             yc, classes = encode(y, None, "y", n)
             if self._needs_labels and len(classes) < 2:
                 raise ValueError(f"y: found a single class {classes.tolist()}; reweighing needs at least 2 classes.")
-        w = _check_weights(sample_weight, n)
+        w = None if sample_weight is None else _validate.sample_weight(sample_weight, n)
         tot = _group_totals(ac, w, len(groups))
         if np.any(tot <= 0):
             g = int(np.flatnonzero(tot <= 0)[0])

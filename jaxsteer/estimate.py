@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer import _linalg
+from jaxsteer import _linalg, _validate
 from jaxsteer.family import GaussianFamily
 
 __all__ = [
@@ -68,10 +68,6 @@ __all__ = [
 ]
 
 _HI = jax.lax.Precision.HIGHEST
-
-
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
 
 
 class SuffStats(NamedTuple):
@@ -135,76 +131,6 @@ class SuffStats(NamedTuple):
 # -- validation -----------------------------------------------------------------------------------
 
 
-def _codes(name: str, what: str, v, n: int, size: int | None, size_arg: str) -> np.ndarray:
-    """Validate concrete integer codes; returns them as int64 numpy."""
-    arr = np.asarray(v)
-    if arr.ndim != 1:
-        raise ValueError(
-            f"{name}: expected a 1-D array of {what} codes with one entry per row of X, got shape "
-            f"{arr.shape}."
-        )
-    if arr.shape[0] != n:
-        raise ValueError(f"{name}: has length {arr.shape[0]} but X has {n} rows; they must match.")
-    kind = arr.dtype.kind
-    hint = f"map labels to codes 0..{size_arg}−1 with `uniq, {name} = np.unique(labels, return_inverse=True)`"
-    if kind == "b":
-        arr = arr.astype(np.int64)
-    elif kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            bad = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
-            raise ValueError(
-                f"{name}: {what} codes must be integers; entry {bad} is {arr[bad].item()!r}. Please {hint}."
-            )
-    elif kind not in "iu":
-        raise ValueError(
-            f"{name}: {what} codes must be integers, got dtype {arr.dtype}. Please {hint}."
-        )
-    arr = arr.astype(np.int64)
-    if arr.size and arr.min() < 0:
-        bad = int(np.flatnonzero(arr < 0)[0])
-        raise ValueError(f"{name}: {what} codes must be non-negative; entry {bad} is {arr[bad]}. Please {hint}.")
-    if size is not None and arr.size and arr.max() >= size:
-        bad = int(np.flatnonzero(arr >= size)[0])
-        raise ValueError(
-            f"{name}: {what} code {arr[bad]} (entry {bad}) is out of range for {size_arg}={size}; "
-            f"codes must lie in 0..{size - 1}. Increase {size_arg} or {hint}."
-        )
-    return arr
-
-
-def _check_X(X, *, lognormal: bool = False) -> None:
-    x = np.asarray(X)
-    finite = np.isfinite(x)
-    if not np.all(finite):
-        row = int(np.flatnonzero(~np.all(finite, axis=1))[0])
-        raise ValueError(
-            f"X: row {row} contains NaN or infinite values; drop or impute such rows before fitting."
-        )
-    if lognormal and not np.all(x > 0):
-        r, c = (int(i) for i in np.argwhere(x <= 0)[0])
-        raise ValueError(
-            f"X: lognormal=True fits a Gaussian to log X, so X must be strictly positive; X[{r}, {c}] = "
-            f"{float(x[r, c])!r}. Use lognormal=False, or shift/clip the data to be positive."
-        )
-
-
-def _check_weights(w, n: int) -> np.ndarray:
-    arr = np.asarray(w)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"sample_weight: expected shape ({n},) (one weight per row of X), got {arr.shape}.")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"sample_weight: expected real numbers, got dtype {arr.dtype}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("sample_weight: contains NaN or infinite values; weights must be finite.")
-    if np.any(arr < 0):
-        bad = int(np.flatnonzero(arr < 0)[0])
-        raise ValueError(
-            f"sample_weight: weights must be non-negative; entry {bad} is {arr[bad].item()!r}. Drop the row "
-            "or set its weight to 0."
-        )
-    return arr
-
-
 def _as_X(X, dtype=None) -> jax.Array:
     X = jnp.asarray(X)
     if X.ndim != 2:
@@ -239,7 +165,7 @@ def _parse_shrinkage(shrinkage):
         ) from err
     if not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
         raise ValueError(f"shrinkage: expected 'ledoit_wolf', a float in [0, 1], or None; got {shrinkage!r}.")
-    if _is_concrete(s):
+    if _validate.is_concrete(s):
         sn = np.asarray(s)
         if not np.all(np.isfinite(sn)) or np.any(sn < 0) or np.any(sn > 1):
             raise ValueError(
@@ -250,11 +176,6 @@ def _parse_shrinkage(shrinkage):
 
 
 # -- statistics -----------------------------------------------------------------------------------
-
-
-def _safe_div(num, den):
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
 
 
 @functools.partial(jax.jit, static_argnums=(4, 5))
@@ -271,10 +192,10 @@ def _batch_stats(X, y, a, w, k: int, m: int) -> SuffStats:
     ow = onehot.astype(dtype) * w[:, None]
     count = jnp.sum(ow, axis=0)  # [C]
     n_rows = jnp.sum(onehot & (w > 0)[:, None], axis=0).astype(jnp.zeros((), int).dtype)
-    mean = _safe_div(jnp.einsum("nc,nd->cd", ow, X, precision=_HI), count[:, None])
+    mean = _validate.safe_div(jnp.einsum("nc,nd->cd", ow, X, precision=_HI), count[:, None])
     # Corrected two-pass: re-centre once at the residual mean, so the centring error is O(eps²).
     u = X - mean[cell]
-    mean = mean + _safe_div(jnp.einsum("nc,nd->cd", ow, u, precision=_HI), count[:, None])
+    mean = mean + _validate.safe_div(jnp.einsum("nc,nd->cd", ow, u, precision=_HI), count[:, None])
     u = X - mean[cell]
     # One cell at a time (lax.map, not a Python loop): memory O(n·d) instead of O(n·k·m·d).
     scatter = jax.lax.map(lambda col: jnp.einsum("n,ni,nj->ij", col, u, u, precision=_HI), ow.T)
@@ -325,8 +246,8 @@ def merge(s1: SuffStats, s2: SuffStats) -> SuffStats:
     """
     W = s1.count + s2.count
     diff = s2.mean - s1.mean
-    f2 = _safe_div(s2.count, W)[..., None]
-    f1 = _safe_div(s1.count, W)[..., None]
+    f2 = _validate.safe_div(s2.count, W)[..., None]
+    f1 = _validate.safe_div(s1.count, W)[..., None]
     mean = s1.mean + f2 * diff
     sc1, t1, q1 = _recentre(s1, f2 * diff)
     sc2, t2, q2 = _recentre(s2, -f1 * diff)
@@ -367,13 +288,13 @@ def update(stats: SuffStats, X, y, a, sample_weight=None) -> SuffStats:
     X = _as_X(X, stats.mean.dtype)
     if X.shape[1] != d:
         raise ValueError(f"X: has {X.shape[1]} features but stats were built for d={d}.")
-    if _is_concrete(X, y, a, sample_weight):
+    if _validate.is_concrete(X, y, a, sample_weight):
         n = X.shape[0]
-        _check_X(X)
-        y = _codes("y", "class", y, n, k, "k")
-        a = _codes("a", "group", a, n, m, "m")
+        _validate.finite_rows(X)
+        y = _validate.codes(y, "y", "class", n=n, size=k, size_arg="k")
+        a = _validate.codes(a, "a", "group", n=n, size=m, size_arg="m")
         if sample_weight is not None:
-            sample_weight = _check_weights(sample_weight, n)
+            sample_weight = _validate.sample_weight(sample_weight, n)
     return merge(stats, _batch_stats(X, y, a, sample_weight, k, m))
 
 
@@ -417,20 +338,13 @@ def ledoit_wolf_intensity(stats: SuffStats) -> jax.Array:
     W = stats.count
     if d == 1:
         return jnp.zeros_like(W)
-    sig = _safe_div(stats.scatter, W[..., None, None])
+    sig = _validate.safe_div(stats.scatter, W[..., None, None])
     tr = jnp.trace(sig, axis1=-2, axis2=-1)
     fro2 = jnp.sum(sig * sig, axis=(-2, -1))
-    beta = _safe_div(_safe_div(stats.fourth, W) - fro2, d * W)
+    beta = _validate.safe_div(_validate.safe_div(stats.fourth, W) - fro2, d * W)
     delta = (fro2 - tr * tr / d) / d
     beta = jnp.minimum(beta, delta)
-    return jnp.clip(_safe_div(beta, delta), 0.0, 1.0)
-
-
-def _cell_error(bad: np.ndarray, text) -> str:
-    i, g = (int(t) for t in np.argwhere(bad)[0])
-    more = int(bad.sum()) - 1
-    tail = f" (and {more} more cell{'s' if more > 1 else ''})" if more else ""
-    return f"class {i}, group {g} {text(i, g)}{tail}"
+    return jnp.clip(_validate.safe_div(beta, delta), 0.0, 1.0)
 
 
 def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> GaussianFamily:
@@ -446,12 +360,12 @@ def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> Gau
         s = ledoit_wolf_intensity(stats)
     else:
         s = jnp.broadcast_to(jnp.asarray(shrink, dtype), W.shape)
-    if _is_concrete(*stats, s, ddof):
+    if _validate.is_concrete(*stats, s, ddof):
         nr = np.asarray(stats.n_rows)
         if np.any(nr < 2):
             raise ValueError(
                 f"{who}: "
-                + _cell_error(nr < 2, lambda i, g: f"has {nr[i, g]} row{'' if nr[i, g] == 1 else 's'}")
+                + _validate.cells(nr < 2, lambda i, g: f"has {nr[i, g]} row{'' if nr[i, g] == 1 else 's'}")
                 + "; every class×group cell needs at least 2 rows (with positive weight) to estimate a "
                 "covariance. Collect more data, merge rare classes/groups, or drop the empty cell "
                 "(num_classes/num_groups)."
@@ -460,7 +374,7 @@ def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> Gau
         if np.any(Wn - ddof <= 0):
             raise ValueError(
                 "sample_weight: "
-                + _cell_error(Wn - ddof <= 0, lambda i, g: f"has total weight {Wn[i, g]:.4g} ≤ ddof={ddof}")
+                + _validate.cells(Wn - ddof <= 0, lambda i, g: f"has total weight {Wn[i, g]:.4g} ≤ ddof={ddof}")
                 + ". Weights are frequency weights (covariance = scatter / (Σw − ddof)); rescale them "
                 "so that each cell's total exceeds ddof, or pass ddof=0."
             )
@@ -468,7 +382,7 @@ def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> Gau
         if np.any(trS <= 0):
             raise ValueError(
                 "X: "
-                + _cell_error(trS <= 0, lambda i, g: "has zero variance (all its rows are identical)")
+                + _validate.cells(trS <= 0, lambda i, g: "has zero variance (all its rows are identical)")
                 + "; no covariance can be estimated. Add jitter or drop the cell."
             )
         sn = np.asarray(s)
@@ -476,7 +390,7 @@ def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> Gau
         if np.any(singular):
             raise ValueError(
                 "shrinkage: "
-                + _cell_error(
+                + _validate.cells(
                     singular,
                     lambda i, g: f"has {nr[i, g]} rows for d={d} features, so its sample covariance "
                     f"(rank ≤ {nr[i, g] - 1}) is singular",
@@ -571,20 +485,20 @@ def fit_family(
     shrink = _parse_shrinkage(shrinkage)
     X = _as_X(X)
     n = X.shape[0]
-    concrete = _is_concrete(X, y, a, sample_weight)
+    concrete = _validate.is_concrete(X, y, a, sample_weight)
     for name, val in (("num_classes", num_classes), ("num_groups", num_groups)):
         if val is not None and (isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1):
             raise ValueError(f"{name}: expected a positive integer or None, got {val!r}.")
     if concrete:
-        _check_X(X, lognormal=lognormal)
-        y = _codes("y", "class", y, n, num_classes, "num_classes")
-        a = _codes("a", "group", a, n, num_groups, "num_groups")
+        _validate.finite_rows(X, positive=lognormal)
+        y = _validate.codes(y, "y", "class", n=n, size=num_classes, size_arg="num_classes")
+        a = _validate.codes(a, "a", "group", n=n, size=num_groups, size_arg="num_groups")
         if n == 0:
             raise ValueError("X: has no rows; at least 2 rows per class×group cell are needed.")
         k = int(y.max()) + 1 if num_classes is None else int(num_classes)
         m = int(a.max()) + 1 if num_groups is None else int(num_groups)
         if sample_weight is not None:
-            sample_weight = _check_weights(sample_weight, n)
+            sample_weight = _validate.sample_weight(sample_weight, n)
     else:
         if num_classes is None or num_groups is None:
             raise ValueError(

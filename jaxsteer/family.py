@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer import _linalg
+from jaxsteer import _linalg, _validate
 
 __all__ = ["GaussianFamily"]
 
@@ -28,10 +28,6 @@ __all__ = ["GaussianFamily"]
 SYMMETRY_RTOL = 1e-6
 #: Priors must sum to one within this absolute tolerance (they are then renormalised exactly).
 PRIOR_SUM_ATOL = 1e-6
-
-
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def _pd_floor(dtype, d: int) -> float:
@@ -76,7 +72,7 @@ class GaussianFamily:
             dtype = jnp.float32
         priors, means, covs = (x.astype(dtype) for x in (priors, means, covs))
         _check_shapes(priors, means, covs)
-        if validate and _is_concrete(priors, means, covs):
+        if validate and _validate.is_concrete(priors, means, covs):
             priors, covs = _check_values(priors, means, covs)
         self.priors = priors
         self.means = means
@@ -95,7 +91,7 @@ class GaussianFamily:
         """
         stds = jnp.asarray(stds)
         means = jnp.asarray(means)
-        if _is_concrete(stds) and not bool(jnp.all(stds > 0)):
+        if _validate.is_concrete(stds) and not bool(jnp.all(stds > 0)):
             raise ValueError(
                 "stds: every standard deviation must be positive and finite; got "
                 f"min={float(jnp.min(stds))}. Replace zero-variance subgroups or add a small jitter."

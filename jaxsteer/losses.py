@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer import _linalg
+from jaxsteer import _linalg, _validate
 from jaxsteer.divergence import gaussian_kl
 from jaxsteer.estimate import fit_family
 from jaxsteer.family import GaussianFamily
@@ -145,10 +145,6 @@ def _check_warm(warm: Solution, intervention, form, reference, reference_class, 
 # -- public ------------------------------------------------------------------------------------------------
 
 
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
-
-
 def _split_shrinkage(shrinkage):
     """``(static mode, traced value)``: strings and None are static, numbers travel as arrays."""
     if shrinkage is None or isinstance(shrinkage, str):
@@ -158,42 +154,60 @@ def _split_shrinkage(shrinkage):
     return "value", shrinkage
 
 
-def _validate(h, y, a, sample_weight, k: int, m: int, ddof=1) -> None:
-    """Eager checks of concrete inputs (under ``jit`` nothing is checked)."""
-    from jaxsteer import estimate
+def _sizes(y, a, num_classes, num_groups) -> tuple[int, int]:
+    """``(k, m)``: the given sizes, or ``max + 1`` of concrete codes."""
+    out = []
+    for codes, size, arg, name, what in ((y, num_classes, "num_classes", "y", "classes"),
+                                         (a, num_groups, "num_groups", "a", "groups")):
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+                raise ValueError(f"{arg}: expected a Python int, got {type(size).__name__} {size!r}.")
+            out.append(int(size))
+        elif _validate.is_traced(codes):
+            raise ValueError(
+                f"{arg}: required when {name} is traced (inside jit the number of {what} fixes the shapes "
+                f"of the batch model); pass {arg}=... ."
+            )
+        else:
+            c = _validate.codes(codes, name, what[:-2] if what == "classes" else what[:-1])
+            out.append(int(c.max()) + 1 if c.size else 0)
+    return out[0], out[1]
 
+
+def _check_inputs(h, y, a, sample_weight, k: int, m: int, ddof=1) -> None:
+    """Eager checks of concrete inputs (under ``jit`` nothing is checked)."""
     if h.ndim != 2:
         raise ValueError(f"h: expected hidden states [n, d], got shape {h.shape}; flatten the leading axes.")
     if not jnp.issubdtype(h.dtype, jnp.floating):
         raise ValueError(f"h: expected floating hidden states, got dtype {h.dtype}.")
     n = h.shape[0]
-    if _is_concrete(h):
-        estimate._check_X(h)
-    if not _is_concrete(y, a):
+    if _validate.is_concrete(h):
+        _validate.finite_rows(h, "h")
+    if not _validate.is_concrete(y, a):
         return
-    yc = estimate._codes("y", "class", y, n, k, "num_classes")
-    ac = estimate._codes("a", "group", a, n, m, "num_groups")
+    yc = _validate.codes(y, "y", "class", n=n, size=k, size_arg="num_classes", rows_of="h")
+    ac = _validate.codes(a, "a", "group", n=n, size=m, size_arg="num_groups", rows_of="h")
     keep = np.ones(n, bool)
     w = None
-    if sample_weight is not None and _is_concrete(sample_weight):
-        w = estimate._check_weights(sample_weight, n)
+    if sample_weight is not None and _validate.is_concrete(sample_weight):
+        w = _validate.sample_weight(sample_weight, n, rows_of="h")
         keep = w > 0
     counts = np.bincount(yc[keep] * m + ac[keep], minlength=k * m).reshape(k, m)
     if np.any(counts < 2):
-        i, g = (int(t) for t in np.argwhere(counts < 2)[0])
         raise ValueError(
-            f"y, a: class {i}, group {g} has {counts[i, g]} row(s) in this batch; every class×group cell "
-            "needs at least 2 (use larger or stratified batches)."
+            "y, a: "
+            + _validate.cells(counts < 2, lambda i, g: f"has {counts[i, g]} row{'' if counts[i, g] == 1 else 's'} in this batch")
+            + "; every class×group cell needs at least 2 (use larger or stratified batches)."
         )
     if w is not None and isinstance(ddof, (int, float)):
         # Frequency weights: a cell's covariance is its scatter / (Σw − ddof), undefined if Σw ≤ ddof.
         total = np.bincount(yc * m + ac, weights=w, minlength=k * m).reshape(k, m)
         if np.any(total <= ddof):
-            i, g = (int(t) for t in np.argwhere(total <= ddof)[0])
             raise ValueError(
-                f"sample_weight: class {i}, group {g} has total weight {total[i, g]:.4g} <= ddof={ddof} in "
-                "this batch, so its covariance (scatter / (Σw − ddof)) is undefined. The weights are "
-                "frequency weights: scale them up (e.g. to sum to the batch size per cell), or pass ddof=0."
+                "sample_weight: "
+                + _validate.cells(total <= ddof, lambda i, g: f"has total weight {total[i, g]:.4g} ≤ ddof={ddof} in this batch")
+                + ", so its covariance (scatter / (Σw − ddof)) is undefined. The weights are frequency weights: "
+                "scale them up (e.g. to sum to the batch size per cell), or pass ddof=0."
             )
 
 
@@ -224,8 +238,8 @@ def ideal_gap(
     y,
     a,
     *,
-    num_classes: int,
-    num_groups: int,
+    num_classes: int | None = None,
+    num_groups: int | None = None,
     intervention: str = "affirmative",
     form: str = "symmetric",
     reference: int = 0,
@@ -244,7 +258,8 @@ def ideal_gap(
         h: ``[n, d]`` hidden states (floating; the gradient flows to them).
         y: ``[n]`` integer class codes ``0..k−1``.
         a: ``[n]`` integer group codes ``0..m−1``.
-        num_classes, num_groups: ``k`` and ``m`` (static, so that the loss jits).
+        num_classes, num_groups: ``k`` and ``m`` (static). Inferred as ``max + 1`` of concrete ``y``
+            and ``a``; required when they are traced (inside ``jit``), where they fix the shapes.
         intervention, form, reference, reference_class: as in :func:`~jaxsteer.nearest_ideal`
             (static). ``affirmative`` keeps group ``reference`` as it is and moves the others.
         shrinkage: covariance shrinkage of the batch model: ``"ledoit_wolf"`` (default; needed when
@@ -277,8 +292,8 @@ def ideal_gap(
     NaN.
 
     Example:
-        >>> gap = ideal_gap(h, y, a, num_classes=2, num_groups=2)
-        >>> g = jax.grad(lambda h: ideal_gap(h, y, a, num_classes=2, num_groups=2))(h)
+        >>> gap = ideal_gap(h, y, a)                     # k, m inferred from concrete y, a
+        >>> g = jax.jit(jax.grad(lambda h, y, a: ideal_gap(h, y, a, num_classes=2, num_groups=2)))(h, y, a)
         >>> gap, sol = ideal_gap(h, y, a, num_classes=2, num_groups=2, return_solution=True)
         >>> gap = ideal_gap(h_next, y_next, a_next, num_classes=2, num_groups=2, warm_start=sol)
     """
@@ -286,14 +301,14 @@ def ideal_gap(
         raise ValueError(f"intervention: unknown value {intervention!r}; use one of {INTERVENTIONS}.")
     if form not in FORMS:
         raise ValueError(f"form: unknown value {form!r}; use one of {FORMS}.")
-    k, m = int(num_classes), int(num_groups)
+    k, m = _sizes(y, a, num_classes, num_groups)
     if k < 2 or m < 2:
         raise ValueError(f"num_classes, num_groups: need at least 2 of each, got {k}, {m}.")
     r, c = int(reference), int(reference_class)
     if not (0 <= r < m and 0 <= c < k):
         raise ValueError(f"reference, reference_class: must lie in [0, {m}) and [0, {k}); got {r}, {c}.")
     h = jnp.asarray(h)
-    _validate(h, y, a, sample_weight, k, m, ddof)
+    _check_inputs(h, y, a, sample_weight, k, m, ddof)
     if warm_start is not None:
         _check_warm(warm_start, intervention, form, r, c, m, h.shape[1])
     shrink_mode, shrink_value = _split_shrinkage(shrinkage)
@@ -340,6 +355,6 @@ def kl_to_target(h, y, a, target, *, shrinkage="ledoit_wolf", sample_weight=None
     h = jnp.asarray(h)
     if h.ndim != 2 or h.shape[1] != target.d:
         raise ValueError(f"h: expected hidden states [n, {target.d}] to match the target, got shape {h.shape}.")
-    _validate(h, y, a, sample_weight, target.k, target.m, ddof)
+    _check_inputs(h, y, a, sample_weight, target.k, target.m, ddof)
     shrink_mode, shrink_value = _split_shrinkage(shrinkage)
     return _kl_to_target(h, y, a, target, sample_weight, shrink_value, shrink_mode=shrink_mode, ddof=ddof)

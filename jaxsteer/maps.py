@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsteer import _linalg
+from jaxsteer import _linalg, _validate
 from jaxsteer.family import GaussianFamily
 
 __all__ = [
@@ -53,27 +53,20 @@ _DENSE_SELECT_MAX = 8
 _GATHER_CHUNK = 4096
 
 
+def _code_names(n_axes: int) -> list[tuple[str, str]]:
+    """Argument names and kinds of per-row codes: ``a`` (groups), ``y, a`` (class×group), else ``codes[j]``."""
+    if n_axes == 1:
+        return [("a", "group")]
+    if n_axes == 2:
+        return [("y", "class"), ("a", "group")]
+    return [(f"codes[{j}]", "map") for j in range(n_axes)]
+
+
 def _codes_to_index(codes, shape: tuple[int, ...], n_rows: int | None):
     """Ravel per-row integer codes indexing the map axes ``shape`` into one flat index."""
     idx = None
-    for j, (c, size) in enumerate(zip(codes, shape)):
-        c = jnp.asarray(c)
-        if not jnp.issubdtype(c.dtype, jnp.integer):
-            if isinstance(c, jax.core.Tracer):
-                raise ValueError(f"codes[{j}]: expected integer codes, got dtype {c.dtype}.")
-            cn = np.asarray(c)
-            if not np.all(np.isfinite(cn)) or np.any(cn != np.round(cn)):
-                raise ValueError(f"codes[{j}]: expected integer codes, got non-integer values.")
-            c = c.astype(jnp.int32)
-        if not isinstance(c, jax.core.Tracer):
-            cn = np.asarray(c)
-            if cn.size and (cn.min() < 0 or cn.max() >= size):
-                raise ValueError(
-                    f"codes[{j}]: code {int(cn.min() if cn.min() < 0 else cn.max())} is out of range "
-                    f"for a map axis of size {size} (codes must be in 0..{size - 1})."
-                )
-            if n_rows is not None and cn.shape != (n_rows,):
-                raise ValueError(f"codes[{j}]: expected shape ({n_rows},) to match x, got {cn.shape}.")
+    for (name, what), c, size in zip(_code_names(len(shape)), codes, shape):
+        c = _validate.jax_codes(c, name, what, n=n_rows, size=size, rows_of="x")
         idx = c if idx is None else idx * size + c
     return idx
 
@@ -177,7 +170,7 @@ class AffineMap:
             idx = _codes_to_index(codes, self.batch_shape, z.shape[0])
             A = self.A.reshape((G, self.d, self.d))
             b = self.b.reshape((G, self.d))
-            out = _apply_selected(A, b, z, idx)
+            out = apply_per_row(A, b, z, idx)
         return jnp.exp(out) if self.lognormal else out
 
     __call__ = apply
@@ -259,8 +252,9 @@ class AffineMap:
         return f"AffineMap({kind}d={self.d}, batch_shape={self.batch_shape}, dtype={self.A.dtype})"
 
 
-def _apply_selected(A, b, z, idx):
-    """Row ``j`` of ``z [n, d]`` through map ``idx[j]`` of ``A [G, d, d]``, ``b [G, d]``."""
+def apply_per_row(A, b, z, idx):
+    """Row ``j`` of ``z [n, d]`` through map ``idx[j]`` of ``A [G, d, d]``, ``b [G, d]`` (internal:
+    :class:`AffineMap` and :class:`jaxsteer.nn.Steer` both apply their per-row maps with it)."""
     G, n = A.shape[0], z.shape[0]
     if G <= _DENSE_SELECT_MAX:
         allmaps = jnp.einsum("gij,nj->ngi", A, z) + b  # [n, G, d]

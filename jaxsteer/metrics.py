@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer import _validate
+
 __all__ = [
     "accuracy",
     "confusion_matrices",
@@ -71,22 +73,14 @@ __all__ = [
 
 
 def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+    return _validate.is_traced(x)
+
+
+_KINDS = {"y_true": "class", "y_pred": "class", "y": "class", "a": "group"}
 
 
 def _labels(x, name: str, fname: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 1:
-        raise ValueError(
-            f"{fname}: {name} must be a 1-D array of integer codes [n]; got shape {x.shape} "
-            "(use jax.vmap for batches)."
-        )
-    if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
-        raise TypeError(
-            f"{fname}: {name} must hold integer codes (an integer or bool dtype); got {x.dtype}. "
-            "Convert with .astype(int)."
-        )
-    return x.astype(jnp.int32)
+    return _validate.jax_codes(x, name, _KINDS.get(name, "class"), rows_of="the other label arrays")
 
 
 def _same_length(fname: str, **arrays) -> int:
@@ -101,18 +95,13 @@ def _same_length(fname: str, **arrays) -> int:
 def _weights(sample_weight, n: int, fname: str) -> jax.Array:
     if sample_weight is None:
         return jnp.ones((n,), dtype=jnp.result_type(float))
-    w = jnp.asarray(sample_weight)
-    if w.shape != (n,):
-        raise ValueError(
-            f"{fname}: sample_weight must have shape [n] = ({n},) like the labels; got {w.shape}."
-        )
-    if not jnp.issubdtype(w.dtype, jnp.floating):
-        w = w.astype(jnp.result_type(float))
-    if not _is_tracer(w):
-        wn = np.asarray(w)
-        if not np.all(np.isfinite(wn)) or np.any(wn < 0):
-            raise ValueError(f"{fname}: sample_weight must be finite and non-negative.")
-    return w
+    if _is_tracer(sample_weight):
+        w = jnp.asarray(sample_weight)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight: expected shape ({n},) (one weight per label), got {w.shape}.")
+        return w if jnp.issubdtype(w.dtype, jnp.floating) else w.astype(jnp.result_type(float))
+    w = _validate.sample_weight(sample_weight, n, rows_of="the labels")
+    return jnp.asarray(w, dtype=jnp.result_type(float))
 
 
 def _size(size, codes, name: str, arg: str, fname: str) -> int:
@@ -138,15 +127,29 @@ def _size(size, codes, name: str, arg: str, fname: str) -> int:
 
 
 def _check_range(x, size: int, name: str, arg: str, fname: str) -> None:
-    if _is_tracer(x) or x.shape[0] == 0:
-        return
-    xn = np.asarray(x)
-    lo, hi = int(xn.min()), int(xn.max())
-    if lo < 0 or hi >= size:
+    if not _is_tracer(x):
+        _validate.jax_codes(x, name, _KINDS.get(name, "class"), size=size, size_arg=arg)
+
+
+def _fairlearn_groups(a, sensitive_features, method, fname: str):
+    """The group codes of a metric called in jaxsteer's form (``a``) or fairlearn's (``sensitive_features=``)."""
+    if method != "between_groups":
         raise ValueError(
-            f"{fname}: {name} codes must lie in [0, {arg}) = [0, {size}); got values in "
-            f"[{lo}, {hi}]."
+            f"{fname}: method={method!r} is not supported; jaxsteer computes fairlearn's default "
+            "method='between_groups' (max − min over groups)."
         )
+    if sensitive_features is None:
+        if a is None:
+            raise TypeError(f"{fname}: missing the group codes a (or fairlearn's keyword sensitive_features=).")
+        return a
+    if a is not None:
+        raise TypeError(f"{fname}: got both group codes a and sensitive_features=; pass one of them.")
+    if _is_tracer(sensitive_features) or isinstance(sensitive_features, jax.Array):
+        return sensitive_features
+    sf = np.asarray(sensitive_features)
+    if sf.dtype.kind in "biu":
+        return sf
+    return _validate.labels(sf, None, "sensitive_features", sf.shape[0] if sf.ndim else -1)[0]
 
 
 def _positive(positive, fname: str):
@@ -167,9 +170,6 @@ def _binary_inputs(y_true, y_pred, a, num_groups, positive, sample_weight, fname
         y_true = _labels(y_true, "y_true", fname)
         arrays = dict(y_true=y_true, **arrays)
     n = _same_length(fname, **arrays)
-    for name, x in arrays.items():
-        if name != "a" and not _is_tracer(x) and n and int(np.asarray(x).min()) < 0:
-            raise ValueError(f"{fname}: {name} codes must be non-negative; got {int(np.asarray(x).min())}.")
     m = _size(num_groups, [a], "a", "num_groups", fname)
     _check_range(a, m, "a", "num_groups", fname)
     positive = _positive(positive, fname)
@@ -212,10 +212,6 @@ def _counts(y, p, a, w, k: int, m: int) -> jax.Array:
     code = jnp.where(ok, (a * k + y) * k + p, 0)
     c = jnp.zeros((m * k * k,), w.dtype).at[code].add(jnp.where(ok, w, 0))
     return c.reshape(m, k, k)
-
-
-def _safe_div(num, den):
-    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0)
 
 
 def _gap(rates, support, axis: int = -1):
@@ -262,11 +258,8 @@ def accuracy(y_true, y_pred, sample_weight=None) -> jax.Array:
     n = _same_length(fname, y_true=y_true, y_pred=y_pred)
     if n == 0:
         raise ValueError(f"{fname}: empty label arrays.")
-    for name, x in (("y_true", y_true), ("y_pred", y_pred)):
-        if not _is_tracer(x) and int(np.asarray(x).min()) < 0:
-            raise ValueError(f"{fname}: {name} codes must be non-negative.")
     w = _weights(sample_weight, n, fname)
-    return _safe_div(jnp.sum(jnp.where(y_true == y_pred, w, 0)), jnp.sum(w))
+    return _validate.safe_div(jnp.sum(jnp.where(y_true == y_pred, w, 0)), jnp.sum(w))
 
 
 def confusion_matrices(
@@ -298,10 +291,11 @@ def confusion_matrices(
     c = _counts(y_true, y_pred, a, w, k, m)
     if not normalize:
         return c
-    return _safe_div(c, jnp.sum(c, axis=-1, keepdims=True))
+    return _validate.safe_div(c, jnp.sum(c, axis=-1, keepdims=True))
 
 
-def selection_rates(y_pred, a, num_groups=None, positive=1, *, sample_weight=None) -> jax.Array:
+@_validate.keyword_only(2)
+def selection_rates(y_pred, a, *, num_groups=None, positive=1, sample_weight=None) -> jax.Array:
     """``P(ŷ = positive | A = a)`` for every group, ``[num_groups]``.
 
     Args:
@@ -315,17 +309,18 @@ def selection_rates(y_pred, a, num_groups=None, positive=1, *, sample_weight=Non
         ``[num_groups]``; an empty group gets ``0``.
 
     Example:
-        >>> selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), 2)
+        >>> selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), num_groups=2)
         Array([0.5, 1. ], dtype=float32)
     """
     _, yp, a, w, m = _binary_inputs(None, y_pred, a, num_groups, positive, sample_weight,
                                     "selection_rates")
     c = _binary_counts(None, yp, a, w, m)[:, 0, :]  # [m, pred]
-    return _safe_div(c[:, 1], jnp.sum(c, axis=-1))
+    return _validate.safe_div(c[:, 1], jnp.sum(c, axis=-1))
 
 
 def demographic_parity_difference(
-    y_pred, a, *, num_groups=None, positive=1, sample_weight=None
+    y_pred, a=None, *, num_groups=None, positive=1, sample_weight=None, sensitive_features=None,
+    method: str = "between_groups",
 ) -> jax.Array:
     """ΔDP: ``max_a − min_a`` of ``P(ŷ = positive | A = a)`` over the non-empty groups.
 
@@ -335,6 +330,11 @@ def demographic_parity_difference(
         num_groups: static number of groups (required under jit).
         positive: the positive class code.
         sample_weight: optional ``[n]`` non-negative weights.
+        sensitive_features, method: fairlearn's form,
+            ``demographic_parity_difference(y_true, y_pred, sensitive_features=groups)``: the two
+            positional arguments are then ``y_true`` (unused by ΔDP) and ``y_pred``, and
+            ``sensitive_features`` may hold any labels (encoded in sorted order when concrete).
+            Only fairlearn's default ``method="between_groups"`` is computed.
 
     Returns:
         Scalar in ``[0, 1]``; ``0`` when fewer than two groups are populated.
@@ -343,11 +343,16 @@ def demographic_parity_difference(
         >>> demographic_parity_difference(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]))
         Array(0.5, dtype=float32)
     """
-    _, yp, a, w, m = _binary_inputs(None, y_pred, a, num_groups, positive, sample_weight,
-                                    "demographic_parity_difference")
+    fname = "demographic_parity_difference"
+    if sensitive_features is not None:  # fairlearn: (y_true, y_pred, *, sensitive_features)
+        if a is None:
+            raise TypeError(f"{fname}: with sensitive_features=, pass (y_true, y_pred) as fairlearn does.")
+        y_pred, a = a, None
+    a = _fairlearn_groups(a, sensitive_features, method, fname)
+    _, yp, a, w, m = _binary_inputs(None, y_pred, a, num_groups, positive, sample_weight, fname)
     c = _binary_counts(None, yp, a, w, m)[:, 0, :]
     n = jnp.sum(c, axis=-1)
-    return _gap(_safe_div(c[:, 1], n), n)
+    return _gap(_validate.safe_div(c[:, 1], n), n)
 
 
 def _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, fname):
@@ -356,11 +361,12 @@ def _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, fname):
     c = _binary_counts(yt, yp, a, w, m)  # [m, truth, pred]
     pos = jnp.sum(c[:, 1, :], axis=-1)
     neg = jnp.sum(c[:, 0, :], axis=-1)
-    return _safe_div(c[:, 1, 1], pos), pos, _safe_div(c[:, 0, 1], neg), neg
+    return _validate.safe_div(c[:, 1, 1], pos), pos, _validate.safe_div(c[:, 0, 1], neg), neg
 
 
+@_validate.keyword_only(3)
 def true_positive_rates(
-    y_true, y_pred, a, num_groups=None, positive=1, *, sample_weight=None
+    y_true, y_pred, a, *, num_groups=None, positive=1, sample_weight=None
 ) -> jax.Array:
     """``TPR_a = P(ŷ = positive | Y = positive, A = a)`` for every group, ``[num_groups]``.
 
@@ -384,8 +390,9 @@ def true_positive_rates(
     return _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, "true_positive_rates")[0]
 
 
+@_validate.keyword_only(3)
 def false_positive_rates(
-    y_true, y_pred, a, num_groups=None, positive=1, *, sample_weight=None
+    y_true, y_pred, a, *, num_groups=None, positive=1, sample_weight=None
 ) -> jax.Array:
     """``FPR_a = P(ŷ = positive | Y ≠ positive, A = a)`` for every group, ``[num_groups]``.
 
@@ -408,7 +415,8 @@ def false_positive_rates(
 
 
 def equal_opportunity_difference(
-    y_true, y_pred, a, *, num_groups=None, positive=1, sample_weight=None
+    y_true, y_pred, a=None, *, num_groups=None, positive=1, sample_weight=None, sensitive_features=None,
+    method: str = "between_groups",
 ) -> jax.Array:
     """ΔEO: ``max_a − min_a`` of ``TPR_a`` over the groups that have positives.
 
@@ -418,6 +426,9 @@ def equal_opportunity_difference(
         num_groups: static number of groups (required under jit).
         positive: the positive class code.
         sample_weight: optional ``[n]`` non-negative weights.
+        sensitive_features, method: fairlearn's form, ``equal_opportunity_difference(y_true, y_pred,
+            sensitive_features=groups)`` (any labels, encoded in sorted order when concrete); only
+            ``method="between_groups"``.
 
     Returns:
         Scalar; ``0`` when fewer than two groups have positives.
@@ -427,13 +438,15 @@ def equal_opportunity_difference(
         ...                              jnp.array([0, 0, 1, 1]))
         Array(0.5, dtype=float32)
     """
-    tpr, pos, _, _ = _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight,
-                              "equal_opportunity_difference")
+    fname = "equal_opportunity_difference"
+    a = _fairlearn_groups(a, sensitive_features, method, fname)
+    tpr, pos, _, _ = _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, fname)
     return _gap(tpr, pos)
 
 
 def equalized_odds_difference(
-    y_true, y_pred, a, *, num_groups=None, positive=1, sample_weight=None
+    y_true, y_pred, a=None, *, num_groups=None, positive=1, sample_weight=None, sensitive_features=None,
+    method: str = "between_groups", agg: str = "worst_case",
 ) -> jax.Array:
     """Equalized-odds difference: ``max(TPR gap, FPR gap)`` (fairlearn's ``agg="worst_case"``).
 
@@ -446,6 +459,10 @@ def equalized_odds_difference(
         num_groups: static number of groups (required under jit).
         positive: the positive class code.
         sample_weight: optional ``[n]`` non-negative weights.
+        sensitive_features, method: fairlearn's form, ``equalized_odds_difference(y_true, y_pred,
+            sensitive_features=groups)`` (any labels, encoded in sorted order when concrete); only
+            ``method="between_groups"``.
+        agg: ``"worst_case"`` (the larger gap) or ``"mean"`` (their mean), as in fairlearn.
 
     Returns:
         Scalar in ``[0, 1]``.
@@ -455,9 +472,13 @@ def equalized_odds_difference(
         ...                           jnp.array([0, 0, 1, 1]))   # TPR gap 0, FPR gap 1
         Array(1., dtype=float32)
     """
-    tpr, pos, fpr, neg = _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight,
-                                  "equalized_odds_difference")
-    return jnp.maximum(_gap(tpr, pos), _gap(fpr, neg))
+    fname = "equalized_odds_difference"
+    a = _fairlearn_groups(a, sensitive_features, method, fname)
+    if agg not in ("worst_case", "mean"):
+        raise ValueError(f"{fname}: agg must be 'worst_case' or 'mean' (as in fairlearn), got {agg!r}.")
+    tpr, pos, fpr, neg = _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, fname)
+    gaps = _gap(tpr, pos), _gap(fpr, neg)
+    return jnp.maximum(*gaps) if agg == "worst_case" else 0.5 * (gaps[0] + gaps[1])
 
 
 def _class_tprs(y_true, y_pred, a, num_classes, num_groups, sample_weight, fname):
@@ -465,11 +486,12 @@ def _class_tprs(y_true, y_pred, a, num_classes, num_groups, sample_weight, fname
                                                sample_weight, fname)
     c = _counts(y_true, y_pred, a, w, k, m)  # [m, k, k]
     support = jnp.sum(c, axis=-1)  # [m, k]
-    tpr = _safe_div(jnp.diagonal(c, axis1=-2, axis2=-1), support)  # [m, k]
+    tpr = _validate.safe_div(jnp.diagonal(c, axis1=-2, axis2=-1), support)  # [m, k]
     return tpr, support
 
 
-def tpr_gaps(y_true, y_pred, a, num_classes=None, num_groups=None, *, sample_weight=None) -> jax.Array:
+@_validate.keyword_only(3)
+def tpr_gaps(y_true, y_pred, a, *, num_classes=None, num_groups=None, sample_weight=None) -> jax.Array:
     """Per-class TPR gaps ``[num_classes]``: ``max_a − min_a`` of ``P(ŷ = i | Y = i, A = a)``.
 
     For two groups ``gap_i = |TPR_i,0 − TPR_i,1|``; for more groups the max − min over groups
@@ -494,7 +516,8 @@ def tpr_gaps(y_true, y_pred, a, num_classes=None, num_groups=None, *, sample_wei
     return _gap(tpr, support, axis=0)
 
 
-def rms_tpr_gap(y_true, y_pred, a, num_classes=None, num_groups=None, *, sample_weight=None) -> jax.Array:
+@_validate.keyword_only(3)
+def rms_tpr_gap(y_true, y_pred, a, *, num_classes=None, num_groups=None, sample_weight=None) -> jax.Array:
     """RMS TPR gap ``sqrt(mean_i gap_i²)`` of the per-class gaps of :func:`tpr_gaps`.
 
     With two groups this is the ``GAP^RMS = √(mean_i (TPR_i,a − TPR_i,a')²)`` of the Bios / INLP /
@@ -521,4 +544,4 @@ def rms_tpr_gap(y_true, y_pred, a, num_classes=None, num_groups=None, *, sample_
                                "rms_tpr_gap")
     gaps = _gap(tpr, support, axis=0)
     used = jnp.sum(support > 0, axis=0) >= 2
-    return jnp.sqrt(_safe_div(jnp.sum(jnp.where(used, gaps**2, 0)), jnp.sum(used)))
+    return jnp.sqrt(_validate.safe_div(jnp.sum(jnp.where(used, gaps**2, 0)), jnp.sum(used)))

@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsteer import _validate
 from jaxsteer import maps as _maps
 
 __all__ = [
@@ -78,13 +79,6 @@ __all__ = [
     "remove",
     "linen_steering",
 ]
-
-# Up to this many groups a Steer evaluates every group's map on every row with one matrix product
-# and selects (BLAS-3; m× the flops of one dense layer); above it, rows gather their own matrix in
-# chunks (d² memory per row of a chunk), as jaxsteer.maps does for many maps.
-_DENSE_SELECT_MAX = 8
-_GATHER_CHUNK = 1024
-
 
 class SteerState(nnx.Variable):
     """A frozen steering parameter: an ``nnx.Variable`` that is not an ``nnx.Param``.
@@ -117,14 +111,8 @@ def _staging() -> bool:
     return isinstance(jax.lax.add(jnp.int32(0), jnp.int32(0)), jax.core.Tracer)
 
 
-def _as_codes(a, name: str = "groups") -> jax.Array:
-    a = jnp.asarray(a)
-    if not (jnp.issubdtype(a.dtype, jnp.integer) or jnp.issubdtype(a.dtype, jnp.bool_)):
-        raise ValueError(
-            f"{name}: expected integer group codes 0..m−1, got dtype {a.dtype}; map labels to codes "
-            f"with `groups, a = np.unique(labels, return_inverse=True)`."
-        )
-    return a.astype(jnp.int32)
+def _as_codes(a, name: str = "a", size: int | None = None) -> jax.Array:
+    return _validate.jax_codes(a, name, "group", size=size, size_arg=None, ndim=None)
 
 
 @contextlib.contextmanager
@@ -186,34 +174,17 @@ def _apply_group_affine(A, b, h, g, lognormal: bool):
     if h.ndim < 1 or h.shape[-1] != d:
         raise ValueError(f"h: expected hidden states [..., {d}], got shape {h.shape}.")
     lead = h.shape[:-1]
-    g = _as_codes(g)
+    g = _as_codes(g, size=m)
     if g.ndim > len(lead) or g.shape != lead[: g.ndim]:
         raise ValueError(
-            f"groups: shape {g.shape} must equal the leading axes {lead} of h (or a prefix of them, "
+            f"a: group ids of shape {g.shape} must equal the leading axes {lead} of h (or a prefix of them, "
             f"broadcast over the rest)."
         )
-    if not isinstance(g, jax.core.Tracer):
-        gn = np.asarray(g)
-        if gn.size and (gn.min() < 0 or gn.max() >= m):
-            raise ValueError(f"groups: code {int(gn.min() if gn.min() < 0 else gn.max())} is out of range for m={m}.")
     g = jnp.broadcast_to(g.reshape(g.shape + (1,) * (len(lead) - g.ndim)), lead)
     dtype = h.dtype if jnp.issubdtype(h.dtype, jnp.floating) else jnp.result_type(A.dtype)
     A, b = A.astype(dtype), b.astype(dtype)
     z = jnp.log(h) if lognormal else h.astype(dtype)
-    zf = z.reshape((-1, d))
-    gf = g.reshape((-1,))
-    if m <= _DENSE_SELECT_MAX:
-        every = jnp.einsum("nj,gij->ngi", zf, A) + b  # [n, m, d]: one matrix product for all groups
-        onehot = (gf[:, None] == jnp.arange(m)[None, :]).astype(dtype)  # [n, m]
-        out = jnp.einsum("ng,ngi->ni", onehot, every)
-    else:
-        n = zf.shape[0]
-
-        def rows(args):  # one row (lax.map vmaps it over chunks of rows)
-            zc, gc = args
-            return A[gc] @ zc + b[gc]
-
-        out = jax.lax.map(rows, (zf, gf), batch_size=min(_GATHER_CHUNK, max(n, 1)))
+    out = _maps.apply_per_row(A, b, z.reshape((-1, d)), g.reshape((-1,)))
     out = out.reshape(z.shape)
     return jnp.exp(out) if lognormal else out
 
@@ -241,7 +212,7 @@ class Steer(nnx.Module):
         A: ``[m, d, d]`` variable (``nnx.Param`` or :class:`SteerState`).
         b: ``[m, d]`` variable.
 
-    Calling ``steer(h, groups=None)``: ``h [..., d]`` hidden states, ``groups`` integer codes shaped
+    Calling ``steer(h, a=None)``: ``h [..., d]`` hidden states, ``a`` integer group codes shaped
     like the leading axes of ``h`` or a prefix of them (broadcast over the rest); when omitted, the
     ids of the enclosing :func:`groups` block are used. Returns ``[..., d]`` in ``h``'s floating dtype
     (the parameters are cast to it). Under ``jit`` out-of-range ids are not checked: such rows come
@@ -370,8 +341,9 @@ class Steer(nnx.Module):
         """The current maps as a :class:`~jaxsteer.AffineMap` ``[m]`` (invertible, composable)."""
         return _maps.AffineMap(self.A[...], self.b[...], self.lognormal)
 
-    def __call__(self, h, groups=None):
-        g = _context_groups() if groups is None else groups
+    def __call__(self, h, a=None, *, groups=None):
+        a = _validate.renamed(a, groups, new_name="a", old_name="groups", where="Steer")
+        g = _context_groups() if a is None else a
         return _apply_group_affine(self.A[...], self.b[...], h, g, self.lognormal)
 
     def __repr__(self) -> str:
@@ -528,7 +500,7 @@ def _map_arrays(steer):
 
 
 @contextlib.contextmanager
-def linen_steering(where, steer, *, groups=None, method: str = "__call__"):
+def linen_steering(where, steer, *, a=None, method: str = "__call__", groups=None):
     """Steer the output of a named Linen submodule, without editing the model, inside this block.
 
     Uses ``flax.linen.intercept_methods``: every call of ``method`` of the submodule whose path
@@ -539,15 +511,17 @@ def linen_steering(where, steer, *, groups=None, method: str = "__call__"):
     Args:
         where: dotted (or ``/``-separated) path of the Linen submodule, or a tuple of names.
         steer: a :class:`Steer` or an :class:`~jaxsteer.AffineMap` ``[m]``.
-        groups: group ids; default: those of the enclosing :func:`groups` block at call time.
+        a: group ids; default: those of the enclosing :func:`groups` block at call time.
         method: the intercepted method name.
+        groups: deprecated alias of ``a``.
 
     Example:
-        >>> with jaxsteer.nn.linen_steering("Dense_1", steer, groups=a):
+        >>> with jaxsteer.nn.linen_steering("Dense_1", steer, a=a):
         ...     logits = model.apply(variables, x)
     """
     from flax import linen
 
+    a = _validate.renamed(a, groups, new_name="a", old_name="groups", where="linen_steering")
     A, b, lognormal = _map_arrays(steer)
     target = tuple(_split_path(where))
 
@@ -558,8 +532,8 @@ def linen_steering(where, steer, *, groups=None, method: str = "__call__"):
         return out
 
     with contextlib.ExitStack() as stack:
-        if groups is not None:
-            stack.enter_context(_groups_ctx(groups))
+        if a is not None:
+            stack.enter_context(_groups_ctx(a))
         stack.enter_context(linen.intercept_methods(interceptor))
         yield
 

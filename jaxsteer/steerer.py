@@ -17,6 +17,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer import _validate
 from jaxsteer import maps as _maps
 from jaxsteer._base import BaseSteerer, as_matrix, encode, like_input
 from jaxsteer.estimate import fit_family
@@ -123,7 +124,9 @@ class Steerer(BaseSteerer):
             if hits.size != 1:
                 raise ValueError(f"reference: {self.reference!r} is not a group in a (groups: {groups.tolist()}).")
             ref = int(hits[0])
-        family = fit_family(X, yc, ac, shrinkage=self.shrinkage, lognormal=self.lognormal, sample_weight=sample_weight)
+        with _validate.cell_names(classes, groups):  # messages name the user's labels, not codes
+            family = fit_family(X, yc, ac, shrinkage=self.shrinkage, lognormal=self.lognormal,
+                                sample_weight=sample_weight)
         solution = nearest_ideal(
             family, intervention=self.intervention, form=self.form, reference=ref, tol=self.tol, max_iter=self.max_iter
         )

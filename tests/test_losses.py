@@ -127,6 +127,22 @@ def test_argument_errors():
     assert np.isfinite(float(losses.ideal_gap(h, y, a, **KW, sample_weight=w, ddof=0)))
 
 
+def test_sizes_inferred_from_concrete_codes():
+    h, y, a = _batch(3)
+    np.testing.assert_array_equal(losses.ideal_gap(h, y, a), losses.ideal_gap(h, y, a, **KW))
+    # a batch without the last group: m is inferred as 1 (an error naming the sizes), where the
+    # explicit m = 2 finds that group's cells empty
+    keep = np.asarray(a) < 1
+    with pytest.raises(ValueError, match=r"need at least 2 of each, got 2, 1"):
+        losses.ideal_gap(h[keep], y[keep], a[keep])
+    with pytest.raises(ValueError, match="group 1 has 0 rows"):
+        losses.ideal_gap(h[keep], y[keep], a[keep], **KW)
+    with pytest.raises(ValueError, match=r"^num_groups: required when a is traced"):
+        jax.jit(lambda h, y, a: losses.ideal_gap(h, y, a, num_classes=2))(h, y, a)
+    with pytest.raises(ValueError, match=r"^num_classes: expected a Python int"):
+        losses.ideal_gap(h, y, a, num_classes=2.0)
+
+
 def test_kl_to_target():
     h, y, a = _batch(4)
     gap, sol, g_gap, _ = _gap(h, y, a, intervention="all", form="symmetric")

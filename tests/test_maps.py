@@ -268,11 +268,11 @@ def test_apply_errors(solved):
     x, y, a = fam.sample(jax.random.PRNGKey(0), 8)
     with pytest.raises(ValueError, match="codes: got 1 code array"):
         T.apply(x, a)
-    with pytest.raises(ValueError, match=r"codes\[1\]: code 5 is out of range"):
+    with pytest.raises(ValueError, match=r"^a: group code 5 \(entry 0\) is out of range; there are 2 groups"):
         T.apply(x, y, a.at[0].set(5))
     with pytest.raises(ValueError, match=r"x: expected points \[..., 3\]"):
         T.apply(x[:, :2], y, a)
-    with pytest.raises(ValueError, match=r"codes\[0\]: expected shape \(8,\)"):
+    with pytest.raises(ValueError, match=r"^y: has length 4 but x has 8 rows"):
         T.apply(x, y[:4], a)
     with pytest.raises(ValueError, match="A: expected square"):
         js.AffineMap(jnp.ones((2, 3)), jnp.ones(2))

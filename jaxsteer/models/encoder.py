@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsteer import _validate
 from jaxsteer.models.bert import BertEncoder, l2_normalize, pool
 
 __all__ = ["SentenceEncoder", "HiddenStates", "DEFAULT_LENGTH_BUCKETS"]
@@ -84,7 +85,7 @@ class SentenceEncoder:
         name: a label (the model's name) for ``repr``.
 
     ``encode(sentences)`` → ``[n, d]`` float32 numpy; ``hidden_states(sentences)`` →
-    :class:`HiddenStates`. Both take ``groups=`` (integer ids per sentence) for models with inserted
+    :class:`HiddenStates`. Both take ``a=`` (integer group ids per sentence) for models with inserted
     :class:`jaxsteer.nn.Steer` layers: they are entered as :func:`jaxsteer.nn.groups` inside the jit.
     """
 
@@ -192,13 +193,12 @@ class SentenceEncoder:
             raise TypeError(f"sentences: expected strings, got {bad[0]}.")
         return sentences, False
 
-    def _groups(self, groups, n: int):
-        if groups is None:
+    @staticmethod
+    def _groups(a, groups, n: int, where: str):
+        a = _validate.renamed(a, groups, new_name="a", old_name="groups", where=where)
+        if a is None:
             return None
-        g = np.asarray(groups)
-        if g.shape != (n,) or not (np.issubdtype(g.dtype, np.integer) or g.dtype == bool):
-            raise ValueError(f"groups: expected integer group ids of shape ({n},), got {g.dtype} {g.shape}.")
-        return g.astype(np.int32)
+        return _validate.codes(a, "a", "group", n=n, rows_of="sentences").astype(np.int32)
 
     @staticmethod
     def _progress(iterable, total: int, enabled: bool, desc: str):
@@ -212,20 +212,21 @@ class SentenceEncoder:
 
     # -- public API ------------------------------------------------------------------------------
 
-    def encode(self, sentences, batch_size: int = 64, progress: bool = False, *, groups=None) -> np.ndarray:
+    def encode(self, sentences, batch_size: int = 64, progress: bool = False, *, a=None, groups=None) -> np.ndarray:
         """Sentence embeddings ``[n, d]`` (float32, L2-normalised unless ``normalize=False``), input order.
 
         Args:
             sentences: a list of strings (a single string gives a ``[d]`` vector).
             batch_size: sentences per jitted call (batches are padded to powers of two up to it).
             progress: show a progress bar (tqdm if installed).
-            groups: optional integer group ids ``[n]`` for inserted :class:`jaxsteer.nn.Steer` layers.
+            a: optional integer group ids ``[n]`` for inserted :class:`jaxsteer.nn.Steer` layers.
+            groups: deprecated alias of ``a``.
         """
         sentences, single = self._as_list(sentences)
         n = len(sentences)
         out = np.zeros((n, self.dim), dtype=np.float32)
         if n:
-            g = self._groups(groups, n)
+            g = self._groups(a, groups, n, "encode")
             graphdef, state = nnx.split(self.model)
             ids = self.tokenize(sentences)
             nb = -(-n // batch_size)
@@ -243,12 +244,12 @@ class SentenceEncoder:
         return out[0] if single else out
 
     def hidden_states(self, sentences, batch_size: int = 64, progress: bool = False, *, layers=None,
-                      groups=None) -> HiddenStates:
+                      a=None, groups=None) -> HiddenStates:
         """Every layer's token states ``[L+1, n, T, d]`` and the attention mask ``[n, T]``, input order.
 
         Args:
             sentences: a list of strings.
-            batch_size, progress, groups: as :meth:`encode`.
+            batch_size, progress, a, groups: as :meth:`encode`.
             layers: indices into the ``L+1`` states to keep (0: embeddings, i: after layer i; negative
                 indices count from the end), default all. Memory is ``len(layers)·n·T·d·4`` bytes.
 
@@ -263,7 +264,7 @@ class SentenceEncoder:
         states = np.zeros((L if sel is None else len(sel), n, T, self.dim), dtype=np.float32)
         mask = np.zeros((n, T), dtype=bool)
         if n:
-            g = self._groups(groups, n)
+            g = self._groups(a, groups, n, "hidden_states")
             graphdef, state = nnx.split(self.model)
             nb = -(-n // batch_size)
             for rows, tok, m in self._progress(self._batches(ids, batch_size), nb, progress, "hidden states"):
