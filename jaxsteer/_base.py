@@ -55,7 +55,7 @@ def as_matrix(X, name: str = "X", d: int | None = None) -> jax.Array:
     if isinstance(X, jax.core.Tracer):
         arr = X
     else:
-        arr = jnp.asarray(np.asarray(X) if not isinstance(X, jax.Array) else X)
+        arr = jnp.asarray(np.asarray(_validate.real_array(X, name)) if not isinstance(X, jax.Array) else X)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     if arr.ndim != 2:

@@ -9,6 +9,7 @@ nothing is known about traced values, and the callers document what happens to b
 * :func:`jax_codes`: the same checks for code arrays that may be traced (``jaxsteer.nn``, maps,
   metrics); returns an int32 JAX array.
 * :func:`sample_weight`: one non-negative finite weight per row.
+* :func:`real_array`: numbers, not strings or objects.
 * :func:`finite_rows`: a 2-D array without NaN/inf (strictly positive for log-normal families).
 * :func:`labels`: arbitrary sortable labels encoded to codes in sorted order (estimators).
 * :func:`cell_names` and :func:`cell`: class×group cells named by the user's own labels inside
@@ -37,6 +38,7 @@ __all__ = [
     "codes",
     "jax_codes",
     "sample_weight",
+    "real_array",
     "finite_rows",
     "labels",
     "cell_names",
@@ -171,6 +173,39 @@ def sample_weight(w, n: int, *, name: str = "sample_weight", rows_of: str = "X")
             f"{name}: weights must be non-negative; entry {i} is {arr[i].item()!r}. Drop the row or set its weight to 0."
         )
     return arr
+
+
+def real_array(x, name: str):
+    """``x`` unchanged if it is a JAX array or holds real numbers (bool, integer, float); an object
+    array of numbers as float64 numpy; anything else (strings, dates, ``None``) is a ``ValueError``
+    naming the argument and the first entry that is not a number."""
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind in "biuf":
+        return x
+    if arr.dtype.kind == "O":
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    flat = arr.reshape(-1)
+    bad = next((i for i, v in enumerate(flat.tolist()) if not _is_number(v)), 0)
+    index = ", ".join(str(int(i)) for i in np.unravel_index(bad, arr.shape)) if arr.ndim else ""
+    value = flat[bad].item() if hasattr(flat[bad], "item") else flat[bad] if arr.size else None
+    where = f"; {name}[{index}] is {value!r}" if arr.size else ""
+    raise ValueError(
+        f"{name}: expected real numbers, got dtype {arr.dtype}{where}. Convert numbers stored as text with "
+        f"{name}.astype(float); encode categories as numbers first (e.g. one-hot), or pass labels as y or a."
+    )
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return v is not None
 
 
 def finite_rows(X, name: str = "X", *, positive: bool = False) -> None:

@@ -132,7 +132,7 @@ class SuffStats(NamedTuple):
 
 
 def _as_X(X, dtype=None) -> jax.Array:
-    X = jnp.asarray(X)
+    X = jnp.asarray(_validate.real_array(X, "X"))
     if X.ndim != 2:
         raise ValueError(
             f"X: expected a 2-D array of shape [n, d] (rows × features), got shape {X.shape}. "

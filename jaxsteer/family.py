@@ -64,9 +64,9 @@ class GaussianFamily:
     """
 
     def __init__(self, priors, means, covs, *, lognormal: bool = False, validate: bool = True):
-        priors = jnp.asarray(priors)
-        means = jnp.asarray(means)
-        covs = jnp.asarray(covs)
+        priors = jnp.asarray(_validate.real_array(priors, "priors"))
+        means = jnp.asarray(_validate.real_array(means, "means"))
+        covs = jnp.asarray(_validate.real_array(covs, "covs"))
         dtype = jnp.result_type(priors, means, covs, jnp.float32)
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = jnp.float32

@@ -307,7 +307,7 @@ def ideal_gap(
     r, c = int(reference), int(reference_class)
     if not (0 <= r < m and 0 <= c < k):
         raise ValueError(f"reference, reference_class: must lie in [0, {m}) and [0, {k}); got {r}, {c}.")
-    h = jnp.asarray(h)
+    h = jnp.asarray(_validate.real_array(h, "h"))
     _check_inputs(h, y, a, sample_weight, k, m, ddof)
     if warm_start is not None:
         _check_warm(warm_start, intervention, form, r, c, m, h.shape[1])
@@ -352,7 +352,7 @@ def kl_to_target(h, y, a, target, *, shrinkage="ledoit_wolf", sample_weight=None
         raise TypeError(f"target: expected a GaussianFamily or a Solution, got {type(target).__name__}.")
     if target.batch_shape:
         raise ValueError(f"target: expected one unbatched family, got batch shape {target.batch_shape}.")
-    h = jnp.asarray(h)
+    h = jnp.asarray(_validate.real_array(h, "h"))
     if h.ndim != 2 or h.shape[1] != target.d:
         raise ValueError(f"h: expected hidden states [n, {target.d}] to match the target, got shape {h.shape}.")
     _check_inputs(h, y, a, sample_weight, target.k, target.m, ddof)

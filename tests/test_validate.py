@@ -177,3 +177,24 @@ def test_renamed_keyword():
     np.testing.assert_array_equal(old, steer(jnp.asarray(X), a))
     with pytest.raises(TypeError, match="both a= and its deprecated alias groups="):
         steer(jnp.asarray(X), a, groups=a)
+
+
+def test_text_where_numbers_belong_names_the_argument():
+    X, y, a = _data()
+    Xo = X.astype(object)
+    Xo[3, 1] = "abc"
+    with pytest.raises(ValueError, match=r"^X: expected real numbers, got dtype object; X\[3, 1\] is 'abc'"):
+        js.fit_family(Xo, y, a)
+    np.testing.assert_allclose(js.fit_family(X.astype(object), y, a).covs, js.fit_family(X, y, a).covs)
+    for call in (lambda: js.Steerer().fit(X.astype(str), y, a), lambda: js.fit_family(X.astype(str), y, a)):
+        with pytest.raises(ValueError, match=r"^X: expected real numbers, got dtype <U\d+; X\[0, 0\] is '.*X.astype\(float\)"):
+            call()
+    with pytest.raises(ValueError, match=r"^h: expected real numbers"):
+        losses.ideal_gap(X.astype(str), y, a)
+    with pytest.raises(ValueError, match=r"^priors: expected real numbers, got dtype <U3; priors\[0, 1\] is 'b'"):
+        js.GaussianFamily(priors=np.array([["0.5", "b"], ["0", "0.5"]]), means=np.zeros((2, 2, 1)),
+                          covs=np.ones((2, 2, 1, 1)))
+    with pytest.raises(ValueError, match=r"^a: group codes must be integers, got dtype <U\d+"):
+        M.demographic_parity_difference(y, a.astype(str))
+    with pytest.raises(ValueError, match=r"^a: entry 0 is missing \(None\)"):
+        js.Steerer().fit(X, y, np.array([None, "F"] * (N // 2), dtype=object))
