@@ -395,7 +395,8 @@ def _to_family(stats: SuffStats, shrink, lognormal: bool, ddof, who: str) -> Gau
                     lambda i, g: f"has {nr[i, g]} rows for d={d} features, so its sample covariance "
                     f"(rank ≤ {nr[i, g] - 1}) is singular",
                 )
-                + ". Use shrinkage='ledoit_wolf' or a float in (0, 1]."
+                + (". Ledoit–Wolf estimated no shrinkage for it: pass a float in (0, 1], or collect more rows."
+                   if isinstance(shrink, str) else ". Use shrinkage='ledoit_wolf' or a float in (0, 1].")
             )
     target = (jnp.trace(cov, axis1=-2, axis2=-1) / d)[..., None, None] * jnp.eye(d, dtype=dtype)
     cov = (1.0 - s)[..., None, None] * cov + s[..., None, None] * target

@@ -19,11 +19,28 @@ import numpy as np
 
 from jaxsteer import _validate
 from jaxsteer import maps as _maps
-from jaxsteer._base import BaseSteerer, as_matrix, encode, like_input
+from jaxsteer._base import BaseSteerer, NotFittedError, as_matrix, encode, float64, like_input
 from jaxsteer.estimate import fit_family
 from jaxsteer.solve import FORMS, INTERVENTIONS, nearest_ideal
 
 __all__ = ["Steerer"]
+
+
+def _labels_given(given, data, arg: str, name: str, n, size: int | None = None) -> np.ndarray:
+    """The sorted, unique labels passed as ``arg`` (``classes``/``groups``), else those found in ``data``."""
+    if given is None:
+        return _validate.labels(data, None, name, n if n is not None else len(data))[1]
+    values = np.asarray(given)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{arg}: expected a non-empty 1-D list of labels, got shape {values.shape}.")
+    cats = _validate.labels(values, None, arg, values.shape[0])[1]
+    if cats.shape[0] != values.shape[0]:
+        raise ValueError(f"{arg}: labels must be distinct, got {values.tolist()}.")
+    if size is not None and cats.shape[0] != size:
+        raise ValueError(f"{arg}: expected {size} labels (one per code of the statistics), got {cats.shape[0]}.")
+    if size is not None and not np.array_equal(cats, values):
+        raise ValueError(f"{arg}: list the labels in sorted order (code i is the i-th smallest), got {values.tolist()}.")
+    return cats
 
 
 class Steerer(BaseSteerer):
@@ -108,27 +125,134 @@ class Steerer(BaseSteerer):
         Returns:
             ``self``.
         """
+        from jaxsteer import estimate
+
         self._validate_params()
         X = as_matrix(X)
         n = X.shape[0]
+        self.stats_ = None
         yc, classes = encode(y, None, "y", n)
         ac, groups = encode(a, None, "a", n)
         if len(classes) < 2:
             raise ValueError(f"y: found a single class {classes.tolist()}; steering needs at least 2 classes.")
         if len(groups) < 2:
             raise ValueError(f"a: found a single group {groups.tolist()}; steering needs at least 2 groups.")
+        with _validate.cell_names(classes, groups):  # messages name the user's labels, not codes
+            family = fit_family(X, yc, ac, shrinkage=self.shrinkage, lognormal=self.lognormal,
+                                sample_weight=sample_weight)
+        # the mergeable statistics too, so that partial_fit can continue from this data
+        self.stats_ = estimate.from_data(jnp.log(X) if self.lognormal else X, yc, ac, len(classes), len(groups),
+                                         sample_weight)
+        self.classes_seen_, self.groups_seen_, self.pending_ = classes, groups, None
+        return self._solve(family, classes, groups, np.bincount(ac, minlength=len(groups)))
+
+    def partial_fit(self, X, y, a, sample_weight=None, *, classes=None, groups=None) -> "Steerer":
+        """Add a batch of rows to the running statistics and re-solve: for data that does not fit in memory.
+
+        The statistics (:class:`~jaxsteer.estimate.SuffStats`, float64) are exact: after any split of
+        the rows into batches the model equals ``fit`` on all of them. The solve is warm-started from
+        the previous batch's solution where the problem is convex (``affirmative``, ``symmetric``);
+        otherwise each call solves cold, as ``fit`` does. Until every class×group cell has enough rows for a covariance
+        (2, or more than ``d`` when Ledoit–Wolf estimates no shrinkage) the steerer keeps the statistics
+        and is not fitted yet: using it raises :class:`~jaxsteer.NotFittedError` naming the cell.
+
+        Args:
+            X, y, a, sample_weight: one batch, as in :meth:`fit`.
+            classes, groups: every class and group label, on the first call (as scikit-learn's
+                ``partial_fit(classes=)``). Without them the first batch's labels are all there is, and
+                a later batch with a new label raises ``ValueError``. Ignored on later calls.
+
+        After :meth:`fit` (or :meth:`from_stats`) ``partial_fit`` continues from that data.
+
+        Returns:
+            ``self``.
+        """
+        from jaxsteer import estimate
+
+        self._validate_params()
+        X = as_matrix(X)
+        n = X.shape[0]
+        if getattr(self, "stats_", None) is None:
+            self.classes_seen_ = _labels_given(classes, y, "classes", "y", n)
+            self.groups_seen_ = _labels_given(groups, a, "groups", "a", n)
+            self.stats_ = estimate.SuffStats.zeros(len(self.classes_seen_), len(self.groups_seen_), X.shape[1],
+                                                   jnp.float64)
+            for attr in ("n_features_in_", "family_", "solution_"):
+                self.__dict__.pop(attr, None)
+        elif X.shape[1] != self.stats_.shape[2]:
+            raise ValueError(f"X: has {X.shape[1]} features but earlier batches had {self.stats_.shape[2]}.")
+        yc, _ = encode(y, self.classes_seen_, "y", n)
+        ac, _ = encode(a, self.groups_seen_, "a", n)
+        if self.lognormal:
+            _validate.finite_rows(X, positive=True)
+            X = jnp.log(X)
+        self.stats_ = estimate.update(self.stats_, X, yc, ac, sample_weight)
+        self.pending_ = None
+        if np.any(np.asarray(self.stats_.n_rows) < 2):
+            return self
+        try:
+            with _validate.cell_names(self.classes_seen_, self.groups_seen_):
+                family = estimate.to_family(self.stats_, shrinkage=self.shrinkage, lognormal=self.lognormal)
+        except ValueError as err:  # too little data in some cell so far: wait for more batches
+            self.pending_ = str(err)
+            for attr in ("n_features_in_", "family_", "solution_"):
+                self.__dict__.pop(attr, None)
+            return self
+        # Warm starts only where the problem is convex: elsewhere a warm start stays in its own local
+        # minimum, and the cold solve (several starts) is what fit would find.
+        convex = self.intervention == "affirmative" and self.form == "symmetric"
+        init = getattr(self, "solution_", None) if convex else None
+        return self._solve(family, self.classes_seen_, self.groups_seen_,
+                           np.asarray(self.stats_.n_rows).sum(axis=0), init=init)
+
+    @classmethod
+    @float64
+    def from_stats(cls, stats, *, classes=None, groups=None, **params) -> "Steerer":
+        """A fitted ``Steerer`` from precomputed statistics (e.g. merged from several hosts).
+
+        Args:
+            stats: :class:`~jaxsteer.estimate.SuffStats` ``[k, m, ...]`` built with
+                :func:`~jaxsteer.estimate.from_data` / :func:`~jaxsteer.estimate.update` and combined
+                with :func:`~jaxsteer.estimate.merge` (of ``log X`` when ``lognormal=True``).
+            classes, groups: the labels of the codes ``0..k−1`` and ``0..m−1`` (default: the codes).
+            **params: constructor parameters (``intervention``, ``form``, ``map``, ``shrinkage``,
+                ``reference`` as a label, ...).
+
+        Returns:
+            A fitted ``Steerer``; ``partial_fit`` continues from ``stats``.
+        """
+        from jaxsteer import estimate
+
+        if not isinstance(stats, estimate.SuffStats):
+            raise TypeError(f"stats: expected jaxsteer.estimate.SuffStats, got {type(stats).__name__}.")
+        k, m, _ = stats.shape
+        st = cls(**params)
+        st.classes_seen_ = _labels_given(classes, np.arange(k), "classes", "y", None, size=k)
+        st.groups_seen_ = _labels_given(groups, np.arange(m), "groups", "a", None, size=m)
+        st.stats_ = estimate.SuffStats(*(jnp.asarray(f, jnp.float64 if jnp.issubdtype(f.dtype, jnp.floating)
+                                                     else f.dtype) for f in stats))
+        with _validate.cell_names(st.classes_seen_, st.groups_seen_):
+            family = estimate.to_family(st.stats_, shrinkage=st.shrinkage, lognormal=st.lognormal)
+        return st._solve(family, st.classes_seen_, st.groups_seen_, np.asarray(stats.n_rows).sum(axis=0))
+
+    def _solve(self, family, classes, groups, group_rows, init=None) -> "Steerer":
+        """Solve for the nearest ideal family of ``family`` and set the fitted attributes."""
+        if len(classes) < 2:
+            raise ValueError(f"y: found a single class {classes.tolist()}; steering needs at least 2 classes.")
+        if len(groups) < 2:
+            raise ValueError(f"a: found a single group {groups.tolist()}; steering needs at least 2 groups.")
         if self.reference is None:
-            ref = int(np.argmax(np.bincount(ac, minlength=len(groups))))
+            ref = int(np.argmax(group_rows))
         else:
             hits = np.flatnonzero(groups == np.asarray(self.reference, dtype=groups.dtype))
             if hits.size != 1:
                 raise ValueError(f"reference: {self.reference!r} is not a group in a (groups: {groups.tolist()}).")
             ref = int(hits[0])
-        with _validate.cell_names(classes, groups):  # messages name the user's labels, not codes
-            family = fit_family(X, yc, ac, shrinkage=self.shrinkage, lognormal=self.lognormal,
-                                sample_weight=sample_weight)
+        if init is not None and int(init.reference) != ref:
+            init = None  # the most frequent group changed: a warm start for another reference is useless
         solution = nearest_ideal(
-            family, intervention=self.intervention, form=self.form, reference=ref, tol=self.tol, max_iter=self.max_iter
+            family, intervention=self.intervention, form=self.form, reference=ref, tol=self.tol,
+            max_iter=self.max_iter, init=init,
         )
         if not bool(np.all(np.asarray(solution.converged))):
             warnings.warn(
@@ -136,17 +260,33 @@ class Steerer(BaseSteerer):
                 f"{int(solution.iterations)} Newton steps): {solution.messages()[0]}. The target is the best "
                 "point found.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self.classes_, self.groups_ = classes, groups
         self.reference_ = groups[ref].item()
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = family.d
         self.family_ = family
         self.solution_ = solution
         self.subgroup_map_ = _maps.subgroup_maps(family, solution)
         self.group_map_ = _maps.group_maps(family, solution, self.map)
         self.weights_ = np.asarray(solution.weights)
         return self
+
+    def _check_fitted(self, attr: str = "n_features_in_") -> None:
+        stats = getattr(self, "stats_", None)
+        if not hasattr(self, attr) and stats is not None:
+            rows = np.asarray(stats.n_rows)
+            if getattr(self, "pending_", None):
+                why = self.pending_
+            else:
+                with _validate.cell_names(self.classes_seen_, self.groups_seen_):
+                    why = _validate.cells(rows < 2, lambda i, g: f"has {rows[i, g]} row{'' if rows[i, g] == 1 else 's'}")
+                why += "; every class×group cell needs at least 2 rows"
+            raise NotFittedError(
+                f"This Steerer has statistics from partial_fit but is not fitted yet: {why}. Call partial_fit "
+                "with more data."
+            )
+        super()._check_fitted(attr)
 
     # -- steering -----------------------------------------------------------------------------------
 
