@@ -213,7 +213,8 @@ class Steerer(BaseSteerer):
         Args:
             stats: :class:`~jaxsteer.estimate.SuffStats` ``[k, m, ...]`` built with
                 :func:`~jaxsteer.estimate.from_data` / :func:`~jaxsteer.estimate.update` and combined
-                with :func:`~jaxsteer.estimate.merge` (of ``log X`` when ``lognormal=True``).
+                with :func:`~jaxsteer.estimate.merge` (of ``log X`` when ``lognormal=True``), in float64
+                (lower precision is used with a ``RuntimeWarning``).
             classes, groups: the labels of the codes ``0..k−1`` and ``0..m−1`` (default: the codes).
             **params: constructor parameters (``intervention``, ``form``, ``map``, ``shrinkage``,
                 ``reference`` as a label, ...).
@@ -226,6 +227,13 @@ class Steerer(BaseSteerer):
         if not isinstance(stats, estimate.SuffStats):
             raise TypeError(f"stats: expected jaxsteer.estimate.SuffStats, got {type(stats).__name__}.")
         k, m, _ = stats.shape
+        if stats.mean.dtype != jnp.float64:
+            warnings.warn(
+                f"stats: {stats.mean.dtype} statistics carry about 7 significant digits; build them in float64 "
+                "(inside `with jax.enable_x64(True):`) for results that match fit.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         st = cls(**params)
         st.classes_seen_ = _labels_given(classes, np.arange(k), "classes", "y", None, size=k)
         st.groups_seen_ = _labels_given(groups, np.arange(m), "groups", "a", None, size=m)

@@ -115,3 +115,15 @@ def test_partial_fit_label_errors():
         js.Steerer().partial_fit(X, y, a, classes=["hi", "hi", "lo"])
     with pytest.raises(TypeError, match=r"^stats: expected jaxsteer.estimate.SuffStats"):
         js.Steerer.from_stats({"count": 1})
+
+
+def test_from_stats_warns_on_float32_statistics():
+    import jax
+
+    X, y, a = _data()
+    with jax.enable_x64(False):
+        stats = estimate.from_data(X, np.searchsorted(CLASSES, y), np.searchsorted(GROUPS, a), 2, 3)
+    assert stats.mean.dtype == np.float32
+    with pytest.warns(RuntimeWarning, match="float32 statistics carry about 7 significant digits"):
+        st = js.Steerer.from_stats(stats, classes=CLASSES, groups=GROUPS)
+    np.testing.assert_allclose(float(st.solution_.kl), float(js.Steerer().fit(X, y, a).solution_.kl), rtol=1e-4)
