@@ -20,6 +20,7 @@ group densities before and after steering) and ``tradeoff.png`` (accuracy agains
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import time
@@ -252,16 +253,28 @@ def _figures(out_dir, uni, tab_rows, progress) -> list[str]:
     written.append(path)
     datasets = list(dict.fromkeys(r["dataset"] for r in tab_rows))
     if datasets:
-        fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+        # One colour and marker per method (shared by the panels) and one legend: labels placed next
+        # to the points overlap where methods land close together.
+        methods = list(dict.fromkeys(r["method"] for r in tab_rows))
+        cmap = plt.get_cmap("tab20")
+        style = {}
+        for j, mth in enumerate(methods):
+            proto = next(r["protocol"] for r in tab_rows if r["method"] == mth)
+            marker = "o" if mth.startswith("EF") else ("^" if proto == "post" else ("D" if proto == "-" else "s"))
+            style[mth] = dict(color=cmap(j % 20), marker=marker, s=46, edgecolors="black", linewidths=0.4)
+        fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets) + 3.3, 4.2), squeeze=False)
         for ax, ds in zip(axes[0], datasets):
-            for j, r in enumerate(r for r in tab_rows if r["dataset"] == ds):
-                marker = "o" if r["method"].startswith("EF") else ("^" if r["protocol"] == "post" else "s")
-                ax.scatter(r["eo"], r["acc"], color=f"C{j % 10}", marker=marker)
-                ax.annotate(r["method"], (r["eo"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            ax.set_xlabel("ΔEO (test)")
+            for r in (r for r in tab_rows if r["dataset"] == ds):
+                ax.scatter(r["eo"], r["acc"], label=r["method"], **style[r["method"]])
+            ax.set_xlabel("ΔEO (test, lower is fairer)")
             ax.set_ylabel("accuracy (test)")
             ax.set_title(ds)
-        fig.tight_layout()
+            ax.grid(alpha=0.3)
+        handles = [plt.Line2D([], [], ls="", marker=style[mth]["marker"], color=style[mth]["color"],
+                              markeredgecolor="black", markeredgewidth=0.4, markersize=7, label=mth) for mth in methods]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.0, 0.5), fontsize=7.5, frameon=False,
+                   title="method (○ EF, □ map, △ post, ◇ none)", title_fontsize=7.5)
+        fig.tight_layout(rect=(0.25, 0, 1, 1))
         path = os.path.join(out_dir, "tradeoff.png")
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -278,12 +291,16 @@ def run(out_dir: str, *, datasets=("adult", "compas"), n_components: int = 20, q
 
     progress = Progress(quiet)
     os.makedirs(out_dir, exist_ok=True)
-    uni = univariate_study(progress)
-    tab_rows = []
-    if "adult" in datasets:
-        tab_rows += tabular_study("Adult (sex)", load_adult(group="sex"), n_components, progress)
-    if "compas" in datasets:
-        tab_rows += tabular_study("COMPAS (race)", load_compas(group="race"), n_components, progress)
+    studies = [("Adult (sex)", lambda: load_adult(group="sex")), ("COMPAS (race)", lambda: load_compas(group="race"))]
+    studies = [(name, load) for (name, load), key in zip(studies, ("adult", "compas")) if key in datasets]
+    # The three studies are independent and mostly XLA compilation, which is single-threaded: run
+    # them side by side (one thread each); results are collected in a fixed order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1 + len(studies)) as pool:
+        uni_job = pool.submit(univariate_study, progress)
+        tab_jobs = [pool.submit(lambda n=name, ld=load: tabular_study(n, ld(), n_components, progress))
+                    for name, load in studies]
+        uni = uni_job.result()
+        tab_rows = [row for job in tab_jobs for row in job.result()]
     md = markdown(uni["rows"], tab_rows)
     files = _figures(out_dir, uni, tab_rows, progress)
     with open(os.path.join(out_dir, "report.md"), "w") as fh:

@@ -86,6 +86,7 @@ class SuffStats(NamedTuple):
     turn into a family with :func:`to_family`.
 
     Example:
+        >>> from jaxsteer.estimate import SuffStats
         >>> stats = SuffStats.zeros(2, 3, 4)
         >>> stats.scatter.shape
         (2, 3, 4, 4)
@@ -106,6 +107,8 @@ class SuffStats(NamedTuple):
         when x64 is enabled); every :func:`update` computes in this dtype.
 
         Example:
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer.estimate import SuffStats
             >>> SuffStats.zeros(2, 2, 3, dtype=jnp.float32).mean.shape
             (2, 2, 3)
         """
@@ -240,9 +243,15 @@ def merge(s1: SuffStats, s2: SuffStats) -> SuffStats:
     (leading batch axes broadcast).
 
     Example:
+        >>> import numpy as np
+        >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
+        >>> rng = np.random.default_rng(0)
+        >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
         >>> s = merge(from_data(X[:100], y[:100], a[:100], 2, 2),
         ...           from_data(X[100:], y[100:], a[100:], 2, 2))
-        >>> # equals from_data(X, y, a, 2, 2) up to rounding
+        >>> whole = from_data(X, y, a, 2, 2)
+        >>> bool(np.allclose(s.scatter, whole.scatter, atol=1e-4)), s.count.tolist() == whole.count.tolist()
+        (True, True)
     """
     W = s1.count + s2.count
     diff = s2.mean - s1.mean
@@ -280,9 +289,15 @@ def update(stats: SuffStats, X, y, a, sample_weight=None) -> SuffStats:
     checked, rows with out-of-range codes are silently ignored and NaNs propagate.
 
     Example:
+        >>> import numpy as np
+        >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
+        >>> rng = np.random.default_rng(0)
+        >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
         >>> stats = SuffStats.zeros(2, 2, X.shape[1])
         >>> for Xb, yb, ab in zip(np.array_split(X, 5), np.array_split(y, 5), np.array_split(a, 5)):
         ...     stats = update(stats, Xb, yb, ab)
+        >>> int(stats.n_rows.sum()), stats.mean.shape
+        (200, (2, 2, 3))
     """
     k, m, d = stats.mean.shape[-3:]
     X = _as_X(X, stats.mean.dtype)
@@ -309,8 +324,16 @@ def from_data(X, y, a, k: int, m: int, sample_weight=None) -> SuffStats:
         :class:`SuffStats` with fields ``[k, m, ...]`` in ``X``'s floating dtype.
 
     Example:
-        >>> stats = from_data(X, y, a, k=2, m=3)
-        >>> fam = to_family(stats, shrinkage=None)
+        >>> import numpy as np
+        >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
+        >>> rng = np.random.default_rng(0)
+        >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+        >>> stats = from_data(X, y, a, k=2, m=3)    # group 2 is empty here: its count is 0
+        >>> stats.count[:, 2].tolist()
+        [0.0, 0.0]
+        >>> fam = to_family(from_data(X, y, a, k=2, m=2), shrinkage=None)
+        >>> fam.covs.shape
+        (2, 2, 3, 3)
     """
     X = _as_X(X)
     return update(SuffStats.zeros(k, m, X.shape[1], X.dtype), X, y, a, sample_weight)
@@ -332,7 +355,14 @@ def ledoit_wolf_intensity(stats: SuffStats) -> jax.Array:
     fourth-moment term is merged exactly). Jittable.
 
     Example:
-        >>> ledoit_wolf_intensity(from_data(X, y, a, 2, 2))   # [2, 2] in [0, 1]
+        >>> import numpy as np
+        >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
+        >>> rng = np.random.default_rng(0)
+        >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+        >>> from jaxsteer.estimate import ledoit_wolf_intensity
+        >>> s = ledoit_wolf_intensity(from_data(X, y, a, 2, 2))   # one intensity per cell
+        >>> s.shape, bool(((s >= 0) & (s <= 1)).all())
+        ((2, 2), True)
     """
     d = stats.mean.shape[-1]
     W = stats.count
@@ -431,6 +461,10 @@ def to_family(stats: SuffStats, *, shrinkage="ledoit_wolf", lognormal: bool = Fa
     ``jax.jit(functools.partial(to_family, shrinkage=0.1))``; under ``jit`` nothing is validated.
 
     Example:
+        >>> import numpy as np
+        >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
+        >>> rng = np.random.default_rng(0)
+        >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
         >>> fam = to_family(from_data(X, y, a, 2, 2), shrinkage=0.1)
         >>> fam.covs.shape
         (2, 2, 3, 3)
@@ -479,9 +513,15 @@ def fit_family(
             without shrinkage, an unknown shrinkage string or an intensity outside ``[0, 1]``.
 
     Example:
+        >>> import jax
+        >>> from jaxsteer import GaussianFamily, fit_family
+        >>> fam = GaussianFamily.univariate(priors=[[0.3, 0.2], [0.2, 0.3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])
         >>> x, y, a = fam.sample(jax.random.PRNGKey(0), 10_000)
-        >>> fit = fit_family(x, y, a)                     # Ledoit–Wolf shrinkage
+        >>> fit = fit_family(x, y, a)                     # Ledoit–Wolf shrinkage (none at d = 1)
         >>> fit = fit_family(x, y, a, shrinkage=None)     # plain sample covariances
+        >>> [round(float(v), 1) for v in fit.means[:, :, 0].ravel()]   # close to [0, 1, 2, 2.5]
+        [0.0, 1.0, 2.0, 2.5]
     """
     shrink = _parse_shrinkage(shrinkage)
     X = _as_X(X)

@@ -55,6 +55,8 @@ class GaussianFamily:
             or priors not summing to one, and covariances that are not symmetric positive definite.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer import GaussianFamily
         >>> fam = GaussianFamily(
         ...     priors=jnp.array([[0.3, 0.2], [0.2, 0.3]]),
         ...     means=jnp.zeros((2, 2, 3)),
@@ -86,8 +88,11 @@ class GaussianFamily:
         """A one-dimensional family from ``priors [..., k, m]``, ``means [..., k, m]``, ``stds [..., k, m]``.
 
         Example:
+            >>> from jaxsteer import GaussianFamily
             >>> fam = GaussianFamily.univariate(
             ...     priors=[[0.3, 0.2], [0.2, 0.3]], means=[[0., 1.], [2., 2.5]], stds=[[1., 1.], [1., 2.]])
+            >>> fam.covs[1, 1].tolist()          # [k, m, d, d]: the variance 2² of class 1, group 1
+            [[4.0]]
         """
         stds = jnp.asarray(stds)
         means = jnp.asarray(means)
@@ -108,7 +113,13 @@ class GaussianFamily:
         """A log-normal family: ``X = exp(Z)`` elementwise with ``Z`` of these Gaussian parameters.
 
         Example:
-            >>> fam = GaussianFamily.lognormal_family(priors=q, means=mu_log, covs=sigma_log)
+            >>> import numpy as np
+            >>> from jaxsteer import GaussianFamily
+            >>> fam = GaussianFamily.lognormal_family(
+            ...     priors=[[0.25, 0.25], [0.25, 0.25]], means=np.zeros((2, 2, 3)), covs=np.tile(np.eye(3), (2, 2, 1, 1)))
+            >>> import jax
+            >>> fam.lognormal, bool((fam.sample(jax.random.PRNGKey(0), 5)[0] > 0).all())
+            (True, True)
         """
         return cls(priors=priors, means=means, covs=covs, lognormal=True)
 
@@ -190,7 +201,12 @@ class GaussianFamily:
             ``(means [..., m, d], covs [..., m, d, d])``.
 
         Example:
-            >>> m, S = fam.group_moments()
+            >>> from jaxsteer import GaussianFamily
+            >>> fam = GaussianFamily.univariate(priors=[[0.25, 0.25], [0.25, 0.25]], means=[[0., 0.], [2., 4.]],
+            ...                                 stds=[[1., 1.], [1., 1.]])
+            >>> m, S = fam.group_moments()       # each group's class mixture: mean and covariance
+            >>> m[:, 0].tolist(), S[:, 0, 0].tolist()
+            ([1.0, 2.0], [2.0, 5.0])
         """
         w = self.base_rates if base_rates is None else jnp.asarray(base_rates, self.dtype)
         mean = jnp.einsum("...ia,...iad->...ad", w, self.means)
@@ -228,7 +244,13 @@ class GaussianFamily:
         Returns ``(x [n, d], y [n], a [n])``; for a log-normal family ``x`` is ``exp`` of a Gaussian.
 
         Example:
+            >>> import jax
+            >>> from jaxsteer import GaussianFamily
+            >>> fam = GaussianFamily.univariate(priors=[[0.3, 0.2], [0.2, 0.3]], means=[[0., 1.], [2., 2.5]],
+            ...                                 stds=[[1., 1.], [1., 2.]])
             >>> x, y, a = fam.sample(jax.random.PRNGKey(0), 1000)
+            >>> x.shape, y.shape, a.shape
+            ((1000, 1), (1000,), (1000,))
         """
         if self.batch_shape:
             raise ValueError("sample: draws from one family; index the batch first (fam[0]).")

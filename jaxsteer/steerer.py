@@ -26,6 +26,12 @@ from jaxsteer.solve import FORMS, INTERVENTIONS, nearest_ideal
 __all__ = ["Steerer"]
 
 
+def _host(stats, dtype=None):
+    """Statistics as numpy arrays (fitted attributes are numpy: usable at any JAX precision setting)."""
+    return type(stats)(*(np.asarray(f, dtype if dtype is not None and np.issubdtype(np.asarray(f).dtype, np.floating)
+                                    else None) for f in stats))
+
+
 def _labels_given(given, data, arg: str, name: str, n, size: int | None = None) -> np.ndarray:
     """The sorted, unique labels passed as ``arg`` (``classes``/``groups``), else those found in ``data``."""
     if given is None:
@@ -75,13 +81,24 @@ class Steerer(BaseSteerer):
         group_map_: the label-free group map of kind ``map``.
         weights_: ``[k, m]`` numpy array of ``q̃/q``.
         reference_: the group label held fixed (``affirmative``).
+        stats_: the :class:`~jaxsteer.estimate.SuffStats` of all rows seen (numpy float64), from which
+            :meth:`partial_fit` continues.
 
     Example:
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from jaxsteer import Steerer
+        >>> rng = np.random.default_rng(0)
+        >>> y, a = rng.integers(0, 2, 1000), rng.choice(["F", "M"], 1000)
+        >>> X = rng.normal(size=(1000, 3)) + 0.8 * y[:, None] + (a == "F")[:, None] * [1.0, 0.0, 0.0]
         >>> st = Steerer(intervention="affirmative", form="affine")
-        >>> X_fair = st.fit_transform(X_train, y_train, a_train)
-        >>> clf.fit(X_fair, y_train, sample_weight=st.sample_weight(y_train, a_train))
-        >>> clf.predict(X_test)                 # raw test data (pre-processing protocol)
-        >>> Z_test = st.transform(X_test, a_test)  # or: label-free map at inference
+        >>> X_fair = st.fit_transform(X, y, a)      # subgroup maps onto the ideal family
+        >>> clf = LogisticRegression().fit(X_fair, y, sample_weight=st.sample_weight(y, a))
+        >>> clf.predict(X[:5]).shape                # applied to raw data (pre-processing protocol)
+        (5,)
+        >>> Z = st.transform(X, a)                  # or: the label-free group map, e.g. at inference
+        >>> st.reference_, Z.shape                  # the most frequent group stays as it is
+        ('M', (1000, 3))
     """
 
     def __init__(
@@ -141,8 +158,8 @@ class Steerer(BaseSteerer):
             family = fit_family(X, yc, ac, shrinkage=self.shrinkage, lognormal=self.lognormal,
                                 sample_weight=sample_weight)
         # the mergeable statistics too, so that partial_fit can continue from this data
-        self.stats_ = estimate.from_data(jnp.log(X) if self.lognormal else X, yc, ac, len(classes), len(groups),
-                                         sample_weight)
+        self.stats_ = _host(estimate.from_data(jnp.log(X) if self.lognormal else X, yc, ac, len(classes),
+                                               len(groups), sample_weight))
         self.classes_seen_, self.groups_seen_, self.pending_ = classes, groups, None
         return self._solve(family, classes, groups, np.bincount(ac, minlength=len(groups)))
 
@@ -166,6 +183,18 @@ class Steerer(BaseSteerer):
 
         Returns:
             ``self``.
+
+        Example:
+            >>> import numpy as np
+            >>> from jaxsteer import Steerer
+            >>> rng = np.random.default_rng(0)
+            >>> st = Steerer(form="symmetric")
+            >>> for _ in range(4):                     # batches read one at a time
+            ...     y, a = rng.integers(0, 2, 500), rng.choice(["F", "M"], 500)
+            ...     X = rng.normal(size=(500, 3)) + 0.8 * y[:, None] + (a == "F")[:, None]
+            ...     st = st.partial_fit(X, y, a, classes=[0, 1], groups=["F", "M"])
+            >>> int(st.stats_.n_rows.sum()), bool(st.solution_.converged)
+            (2000, True)
         """
         from jaxsteer import estimate
 
@@ -186,7 +215,7 @@ class Steerer(BaseSteerer):
         if self.lognormal:
             _validate.finite_rows(X, positive=True)
             X = jnp.log(X)
-        self.stats_ = estimate.update(self.stats_, X, yc, ac, sample_weight)
+        self.stats_ = _host(estimate.update(self.stats_, X, yc, ac, sample_weight))
         self.pending_ = None
         if np.any(np.asarray(self.stats_.n_rows) < 2):
             return self
@@ -221,6 +250,20 @@ class Steerer(BaseSteerer):
 
         Returns:
             A fitted ``Steerer``; ``partial_fit`` continues from ``stats``.
+
+        Example:
+            >>> import jax, numpy as np
+            >>> from jaxsteer import Steerer, estimate
+            >>> rng = np.random.default_rng(0)
+            >>> def host(n):                           # statistics computed where the data live
+            ...     y, a = rng.integers(0, 2, n), rng.integers(0, 2, n)
+            ...     X = rng.normal(size=(n, 3)) + 0.8 * y[:, None] + a[:, None]
+            ...     return estimate.from_data(X, y, a, 2, 2)
+            >>> with jax.enable_x64(True):             # float64 statistics, as the Steerer keeps them
+            ...     stats = estimate.merge(host(800), host(1200))
+            >>> st = Steerer.from_stats(stats, groups=["F", "M"])
+            >>> st.groups_.tolist(), int(st.stats_.n_rows.sum())
+            (['F', 'M'], 2000)
         """
         from jaxsteer import estimate
 
@@ -237,8 +280,7 @@ class Steerer(BaseSteerer):
         st = cls(**params)
         st.classes_seen_ = _labels_given(classes, np.arange(k), "classes", "y", None, size=k)
         st.groups_seen_ = _labels_given(groups, np.arange(m), "groups", "a", None, size=m)
-        st.stats_ = estimate.SuffStats(*(jnp.asarray(f, jnp.float64 if jnp.issubdtype(f.dtype, jnp.floating)
-                                                     else f.dtype) for f in stats))
+        st.stats_ = _host(stats, np.float64)
         with _validate.cell_names(st.classes_seen_, st.groups_seen_):
             family = estimate.to_family(st.stats_, shrinkage=st.shrinkage, lognormal=st.lognormal)
         return st._solve(family, st.classes_seen_, st.groups_seen_, np.asarray(stats.n_rows).sum(axis=0))
