@@ -164,11 +164,15 @@ def test_end_to_end_smoke(records, tiny_encoder):
     assert 0.5 <= seed["probe_accuracy"] <= 1.0
     k_occ = len(res["classes"]["occupation"])
     assert k_occ >= 2 and "Armed-Forces" in res["occupation_left_out"]
-    baseline_rows = {"none", "mean matching", "MiMiC", "LEACE"}
+    baseline_rows = {"none", "reweighing", "mean matching", "MiMiC", "LEACE"}
     ef_rows = {"EF affirmative/symmetric [posterior]", "EF affirmative/symmetric [align]",
-               "EF affirmative/symmetric [posterior], unweighted"}
-    assert set(seed["targets"]["income"]) == baseline_rows
+               "EF affirmative/symmetric [posterior], unweighted", "EF affirmative/symmetric, class-balance weights only"}
+    thresholds = {"ThresholdOptimizer, TPR parity", "ThresholdOptimizer, equalized odds"}
+    assert set(seed["targets"]["income"]) == baseline_rows | thresholds
     assert set(seed["targets"]["occupation"]) == baseline_rows | ef_rows
+    occ = seed["targets"]["occupation"]
+    # the weights-only row is the unsteered classifier retrained with the EF weights: a different model
+    assert occ["EF affirmative/symmetric, class-balance weights only"]["known"] != occ["none"]["known"]
     for target, k in (("income", 2), ("occupation", k_occ)):
         methods = seed["targets"][target]
         for name, r in methods.items():

@@ -28,8 +28,12 @@ experiment from the vendored UCI Adult records (45,222 clean rows, train and tes
   the representation protocol of ``benchmarks/experiments/tabular.py``): no steering, mean matching,
   MiMiC, LEACE (:mod:`jaxsteer.baselines`), and :class:`jaxsteer.Steerer` EF variants with the
   label-free maps ``posterior``, ``align`` and ``moment``; the classifier of an EF method is trained
-  with the ideal family's class-balance weights ``Steerer.sample_weight`` (as in ``tabular.py``), and
-  one unweighted EF row separates the two effects.
+  with the ideal family's class-balance weights ``Steerer.sample_weight`` (as in ``tabular.py``).
+  Controls separate the maps from the weights: one unweighted EF row (the map alone), one row with the
+  EF weights and no map, and reweighing (``jaxsteer.baselines.Reweighing``: weights making class and
+  group independent). For the binary income target, fairlearn's ``ThresholdOptimizer`` (true-positive-
+  rate parity, equalized odds) post-processes the logistic regression of the unsteered embeddings, with
+  the known or predicted group at test time.
 * **Group at test time.** *known*: the true sex selects each test row's map; *predicted* (the MiMiC
   protocol): a logistic-regression probe trained to predict sex from the *unsteered* 384-d training
   embeddings picks the map (its accuracy is reported). Training rows are always steered with the true
@@ -353,6 +357,24 @@ def fit_lr(X, y, w=None, *, max_iter: int = 1000):
     return lambda Z: clf.predict(scaler.transform(np.asarray(Z, np.float64))).astype(np.int32)
 
 
+def fit_thresholds(X, y, a, constraint: str, *, max_iter: int = 1000, seed: int = 0):
+    """fairlearn's ``ThresholdOptimizer`` (``constraint``) on the standardised logistic regression of
+    :func:`fit_lr`, fitted on the training rows; returns ``predict(Z, groups)`` (randomised between
+    thresholds with ``random_state=seed``)."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=max_iter, tol=1e-4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to = ThresholdOptimizer(estimator=est, constraints=constraint, predict_method="predict_proba")
+        to.fit(np.asarray(X, np.float64), y, sensitive_features=a)
+    return lambda Z, groups: np.asarray(
+        to.predict(np.asarray(Z, np.float64), sensitive_features=groups, random_state=seed)).astype(np.int32)
+
+
 def pca_basis(X: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[d]`` and top-``p`` principal directions ``[d, p]`` of ``X`` (``p <= 0`` or ``>= d``: identity)."""
     X = np.asarray(X, np.float64)
@@ -398,7 +420,10 @@ def run_target(target, Ztr, ytr, atr, Zte, yte, ate, ahat, k, cfg, log) -> dict:
             else:
                 Xte = _apply(mapper, Zte, groups)
             res[proto] = scores(yte, predict(Xte), ate, k)
-        res["seconds"] = round(time.perf_counter() - t0 + (extra or {}).get("fit_seconds", 0.0), 2)
+        record(name, res, time.perf_counter() - t0 + (extra or {}).get("fit_seconds", 0.0))
+
+    def record(name, res, seconds):
+        res["seconds"] = round(seconds, 2)
         rows[name] = res
         kn, pr = res["known"], res["predicted"]
         log(f"    {target:<10} {name:<42} acc {kn['accuracy']:.4f}/{pr['accuracy']:.4f}  "
@@ -406,6 +431,16 @@ def run_target(target, Ztr, ytr, atr, Zte, yte, ate, ahat, k, cfg, log) -> dict:
             + (f"  ΔEO {kn['eo']:.4f}/{pr['eo']:.4f}" if k == 2 else "") + f"  ({res['seconds']:.1f} s)")
 
     evaluate("none", None)
+    # Controls: how much of a fairness gain the class-balance weights alone bring.
+    t0 = time.perf_counter()
+    rw = baselines.Reweighing().fit(Ztr, ytr, atr)
+    evaluate("reweighing", None, w=rw.sample_weight(ytr, atr), extra={"fit_seconds": time.perf_counter() - t0})
+    if k == 2 and cfg.get("thresholds", True):
+        for label, constraint in (("TPR parity", "true_positive_rate_parity"), ("equalized odds", "equalized_odds")):
+            t0 = time.perf_counter()
+            predict = fit_thresholds(Ztr, ytr, atr, constraint, max_iter=cfg["lr_max_iter"])
+            res = {proto: scores(yte, predict(Zte, groups), ate, k) for proto, groups in (("known", ate), ("predicted", ahat))}
+            record(f"ThresholdOptimizer, {label}", res, time.perf_counter() - t0)
     for name, cls in BASELINES:
         t0 = time.perf_counter()
         b = cls().fit(Ztr, ytr, atr)
@@ -427,9 +462,10 @@ def run_target(target, Ztr, ytr, atr, Zte, yte, ate, ahat, k, cfg, log) -> dict:
         for kind in cfg["maps"]:
             gm = js.maps.group_maps(st.family_, sol, kind)
             evaluate(f"EF {variant} [{kind}]", gm, w=w, extra=info)
-        if variant == cfg["ef"][target][0]:  # one unweighted row: the map alone, without the class balance
+        if variant == cfg["ef"][target][0]:  # the map alone, without the class balance; the balance alone
             evaluate(f"EF {variant} [{cfg['maps'][0]}], unweighted", js.maps.group_maps(st.family_, sol, cfg["maps"][0]),
                      extra=info)
+            evaluate(f"EF {variant}, class-balance weights only", None, w=w, extra=info)
     return rows
 
 
@@ -759,7 +795,7 @@ def _pm(s, digits=4):
     return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
 
 
-MAIN_METHODS = ("none", "mean matching", "MiMiC", "LEACE")
+MAIN_METHODS = ("none", "reweighing", "mean matching", "MiMiC", "LEACE")
 
 
 def markdown(res) -> str:
@@ -791,7 +827,10 @@ def markdown(res) -> str:
         "Every map is fitted on the training split and applied to training and test embeddings (the "
         "representation protocol). EF rows: `Steerer(intervention, form)` fitted with the target labels, "
         "label-free group map in brackets, classifier trained with the ideal family's class-balance weights "
-        "`Steerer.sample_weight` (the `unweighted` row drops them). **known**: the test rows are steered with "
+        "`Steerer.sample_weight` (the `unweighted` row drops them; the `class-balance weights only` row keeps "
+        "the weights and drops the map; `reweighing` weights rows so that class and group are independent; "
+        "ThresholdOptimizer: fairlearn's group-specific randomised thresholds on the unsteered logistic "
+        "regression, income only). **known**: the test rows are steered with "
         "their true sex; **predicted**: with the sex predicted by a logistic-regression probe on the unsteered "
         f"384-d embeddings (test accuracy {_pm(summ['probe_accuracy'])}"
         + ("; it made no error on any split, so the predicted-group tables equal the known-group ones"
