@@ -314,7 +314,7 @@ def cells(bad: np.ndarray, text) -> str:
 # -- renamed arguments -------------------------------------------------------------------------------
 
 
-def renamed(new, old, *, new_name: str, old_name: str, where: str):
+def renamed(new, old, *, new_name: str, old_name: str, where: str, why: str = ""):
     """The value of an argument renamed from ``old_name`` to ``new_name``: the old keyword still
     works with a ``DeprecationWarning``; passing both is an error."""
     if old is None:
@@ -322,7 +322,7 @@ def renamed(new, old, *, new_name: str, old_name: str, where: str):
     if new is not None:
         raise TypeError(f"{where}: got both {new_name}= and its deprecated alias {old_name}=; pass only {new_name}=.")
     warnings.warn(
-        f"{where}: the argument {old_name}= is renamed {new_name}= (group ids are `a` throughout jaxsteer); "
+        f"{where}: the argument {old_name}= is renamed {new_name}={' (' + why + ')' if why else ''}; "
         f"{old_name}= will be removed in a future release.",
         DeprecationWarning,
         stacklevel=3,

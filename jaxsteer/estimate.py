@@ -100,8 +100,8 @@ class SuffStats(NamedTuple):
     fourth: jax.Array
 
     @classmethod
-    def zeros(cls, k: int, m: int, d: int, dtype=None) -> "SuffStats":
-        """Empty statistics for ``k`` classes, ``m`` groups and ``d`` features.
+    def zeros(cls, num_classes: int, num_groups: int, d: int, dtype=None) -> "SuffStats":
+        """Empty statistics for ``num_classes`` classes, ``num_groups`` groups and ``d`` features.
 
         ``dtype`` is the floating dtype of the statistics (default: JAX's default float, float64
         when x64 is enabled); every :func:`update` computes in this dtype.
@@ -115,6 +115,7 @@ class SuffStats(NamedTuple):
         dtype = jnp.zeros((), dtype).dtype
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(f"dtype: statistics need a floating dtype, got {dtype}.")
+        k, m = int(num_classes), int(num_groups)
         z = lambda *s: jnp.zeros((k, m) + s, dtype)  # noqa: E731
         return cls(
             count=z(),
@@ -306,19 +307,21 @@ def update(stats: SuffStats, X, y, a, sample_weight=None) -> SuffStats:
     if _validate.is_concrete(X, y, a, sample_weight):
         n = X.shape[0]
         _validate.finite_rows(X)
-        y = _validate.codes(y, "y", "class", n=n, size=k, size_arg="k")
-        a = _validate.codes(a, "a", "group", n=n, size=m, size_arg="m")
+        y = _validate.codes(y, "y", "class", n=n, size=k, size_arg="num_classes")
+        a = _validate.codes(a, "a", "group", n=n, size=m, size_arg="num_groups")
         if sample_weight is not None:
             sample_weight = _validate.sample_weight(sample_weight, n)
     return merge(stats, _batch_stats(X, y, a, sample_weight, k, m))
 
 
-def from_data(X, y, a, k: int, m: int, sample_weight=None) -> SuffStats:
-    """Statistics of one data set: ``update(SuffStats.zeros(k, m, d), X, y, a, sample_weight)``.
+def from_data(X, y, a, num_classes: int | None = None, num_groups: int | None = None, sample_weight=None, *,
+              k: int | None = None, m: int | None = None) -> SuffStats:
+    """Statistics of one data set: ``update(SuffStats.zeros(num_classes, num_groups, d), X, y, a, sample_weight)``.
 
     Args:
-        X: ``[n, d]`` features; y: ``[n]`` class codes ``0..k−1``; a: ``[n]`` group codes
-        ``0..m−1``; k, m: numbers of classes and groups (static); sample_weight: ``[n]`` or None.
+        X: ``[n, d]`` features; y: ``[n]`` class codes ``0..num_classes−1``; a: ``[n]`` group codes
+        ``0..num_groups−1``; num_classes, num_groups: numbers of classes and groups (static, required);
+        sample_weight: ``[n]`` or None. k, m: deprecated aliases of num_classes, num_groups.
 
     Returns:
         :class:`SuffStats` with fields ``[k, m, ...]`` in ``X``'s floating dtype.
@@ -328,15 +331,21 @@ def from_data(X, y, a, k: int, m: int, sample_weight=None) -> SuffStats:
         >>> from jaxsteer.estimate import SuffStats, from_data, merge, to_family, update
         >>> rng = np.random.default_rng(0)
         >>> X, y, a = rng.normal(size=(200, 3)), rng.integers(0, 2, 200), rng.integers(0, 2, 200)
-        >>> stats = from_data(X, y, a, k=2, m=3)    # group 2 is empty here: its count is 0
+        >>> stats = from_data(X, y, a, num_classes=2, num_groups=3)   # group 2 is empty: its count is 0
         >>> stats.count[:, 2].tolist()
         [0.0, 0.0]
-        >>> fam = to_family(from_data(X, y, a, k=2, m=2), shrinkage=None)
+        >>> fam = to_family(from_data(X, y, a, 2, 2), shrinkage=None)
         >>> fam.covs.shape
         (2, 2, 3, 3)
     """
+    num_classes = _validate.renamed(num_classes, k, new_name="num_classes", old_name="k", where="from_data",
+                                    why="the names used throughout jaxsteer")
+    num_groups = _validate.renamed(num_groups, m, new_name="num_groups", old_name="m", where="from_data",
+                                   why="the names used throughout jaxsteer")
+    if num_classes is None or num_groups is None:
+        raise TypeError("from_data: pass num_classes and num_groups (they fix the shapes of the statistics).")
     X = _as_X(X)
-    return update(SuffStats.zeros(k, m, X.shape[1], X.dtype), X, y, a, sample_weight)
+    return update(SuffStats.zeros(num_classes, num_groups, X.shape[1], X.dtype), X, y, a, sample_weight)
 
 
 # -- statistics → family --------------------------------------------------------------------------

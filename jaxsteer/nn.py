@@ -342,7 +342,7 @@ class Steer(nnx.Module):
         return _maps.AffineMap(self.A[...], self.b[...], self.lognormal)
 
     def __call__(self, h, a=None, *, groups=None):
-        a = _validate.renamed(a, groups, new_name="a", old_name="groups", where="Steer")
+        a = _validate.renamed(a, groups, new_name="a", old_name="groups", why="group ids are `a` throughout jaxsteer", where="Steer")
         g = _context_groups() if a is None else a
         return _apply_group_affine(self.A[...], self.b[...], h, g, self.lognormal)
 
@@ -521,7 +521,7 @@ def linen_steering(where, steer, *, a=None, method: str = "__call__", groups=Non
     """
     from flax import linen
 
-    a = _validate.renamed(a, groups, new_name="a", old_name="groups", where="linen_steering")
+    a = _validate.renamed(a, groups, new_name="a", old_name="groups", why="group ids are `a` throughout jaxsteer", where="linen_steering")
     A, b, lognormal = _map_arrays(steer)
     target = tuple(_split_path(where))
 

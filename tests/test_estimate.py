@@ -342,7 +342,7 @@ def test_fit_family_bad_inputs(name, kwargs, pattern):
 def test_update_and_to_family_bad_inputs(rng):
     X, y, a = make_data(rng, n=60)
     s = est.SuffStats.zeros(K, M, D)
-    with pytest.raises(ValueError, match=r"^y: class code 2 .*out of range for k=2"):
+    with pytest.raises(ValueError, match=r"^y: class code 2 .*out of range for num_classes=2"):
         est.update(s, X, np.where(y == 1, 2, y), a)
     with pytest.raises(ValueError, match=r"^X: has 2 features but stats were built for d=3"):
         est.update(s, X[:, :2], y, a)
@@ -371,3 +371,16 @@ def test_float32_statistics(rng):
     f32, f64 = est.to_family(s32), est.fit_family(X, y, a)
     assert f32.dtype == jnp.float32
     np.testing.assert_allclose(f32.covs, f64.covs, rtol=0, atol=1e-4 * np.max(np.abs(f64.covs)))
+
+
+def test_from_data_size_names():
+    rng = np.random.default_rng(0)
+    X, y, a = rng.normal(size=(50, 2)), rng.integers(0, 2, 50), rng.integers(0, 3, 50)
+    new = est.from_data(X, y, a, num_classes=2, num_groups=3)
+    with pytest.warns(DeprecationWarning) as caught:
+        old = est.from_data(X, y, a, k=2, m=3)
+    assert sorted(str(w.message).split(":")[1].split("=")[0] for w in caught) == [" the argument k", " the argument m"]
+    for f_new, f_old in zip(new, old):
+        np.testing.assert_array_equal(f_new, f_old)
+    with pytest.raises(TypeError, match="pass num_classes and num_groups"):
+        est.from_data(X, y, a)

@@ -195,7 +195,7 @@ class SentenceEncoder:
 
     @staticmethod
     def _groups(a, groups, n: int, where: str):
-        a = _validate.renamed(a, groups, new_name="a", old_name="groups", where=where)
+        a = _validate.renamed(a, groups, new_name="a", old_name="groups", why="group ids are `a` throughout jaxsteer", where=where)
         if a is None:
             return None
         return _validate.codes(a, "a", "group", n=n, rows_of="sentences").astype(np.int32)
