@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsteer import _validate
 from jaxsteer import maps as _maps
 from jaxsteer.estimate import SuffStats, fit_family, to_family
 from jaxsteer.family import GaussianFamily
@@ -225,7 +226,7 @@ def _build_fair_steer():
         Every parameter is a frozen :class:`jaxsteer.nn.SteerState` (untouched by ``nnx.grad`` and
         ``nnx.Optimizer(..., wrt=nnx.Param)``).
 
-        Calling ``steer(h, groups=None, alpha=None, index=None)``: ``groups`` integer codes, per sequence
+        Calling ``steer(h, a=None, alpha=None, index=None)``: ``a`` integer group codes, per sequence
         (shape ``h.shape[:-2]``, or a prefix of it) for a single position, per row or per sequence
         (a prefix of ``h.shape[:-1]``) for ``"all"``; when omitted, the ids of the enclosing
         :func:`jaxsteer.nn.groups` block. ``alpha`` overrides the stored strength (a scalar, or one value
@@ -289,9 +290,11 @@ def _build_fair_steer():
             alpha = alpha.reshape(alpha.shape + (1,) * (len(lead) - alpha.ndim + 1))
             return out + alpha * self.v[...].astype(out.dtype)
 
-        def __call__(self, h, groups=None, alpha=None, index=None):
+        def __call__(self, h, a=None, alpha=None, index=None, *, groups=None):
+            a = _validate.renamed(a, groups, new_name="a", old_name="groups", where="FairSteer",
+                                  why="group ids are `a` throughout jaxsteer")
             h = jnp.asarray(h)
-            g = _nn._context_groups() if groups is None else groups
+            g = _nn._context_groups() if a is None else a
             alpha = self.alpha[...] if alpha is None else alpha
             if self.position == "all":
                 if index is not None:
