@@ -88,7 +88,12 @@ def psd_sqrt(x: jax.Array) -> jax.Array:
     """Symmetric square root of an SPD matrix ``x [..., d, d]``, differentiable at repeated eigenvalues.
 
     Example:
-        >>> psd_sqrt(jnp.diag(jnp.array([4.0, 9.0])))  # diag(2, 3)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer._linalg import psd_sqrt
+        >>> x = jnp.array([[4.0, 0.0], [0.0, 9.0]])
+        >>> r = psd_sqrt(x)                             # diag(2, 3)
+        >>> [round(v, 4) for v in jnp.diagonal(r).tolist()], bool(jnp.allclose(r @ r, x))
+        ([2.0, 3.0], True)
     """
     return _sqrt(x)
 
@@ -97,7 +102,11 @@ def psd_inv_sqrt(x: jax.Array) -> jax.Array:
     """Symmetric inverse square root ``x^{-1/2}`` of an SPD matrix ``x [..., d, d]``.
 
     Example:
-        >>> psd_inv_sqrt(jnp.diag(jnp.array([4.0, 9.0])))  # diag(1/2, 1/3)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer._linalg import psd_inv_sqrt
+        >>> r = psd_inv_sqrt(jnp.array([[4.0, 0.0], [0.0, 9.0]]))    # diag(1/2, 1/3)
+        >>> [round(v, 4) for v in jnp.diagonal(r).tolist()]
+        [0.5, 0.3333]
     """
     return _inv_sqrt(x)
 

@@ -82,7 +82,13 @@ def pca_projection(train, test, k):
     ``k <= 0`` or ``k >= d`` returns the inputs unchanged.
 
     Example:
+        >>> import numpy as np
+        >>> from jaxsteer.demo import pca_projection
+        >>> rng = np.random.default_rng(0)
+        >>> X_train, X_test = rng.normal(size=(100, 30)), rng.normal(size=(10, 30))
         >>> Ztr, Zte = pca_projection(X_train, X_test, 20)
+        >>> Ztr.shape, Zte.shape
+        ((100, 20), (10, 20))
     """
     if k <= 0 or k >= train.shape[1]:
         return train, test

@@ -124,7 +124,17 @@ def read_csv(path: str, encoding: str = "utf-8") -> Table:
             an empty or duplicate column name, rows with a different number of fields than the header.
 
     Example:
-        >>> cols = read_csv("adult.csv"); cols["sex"][:3]
+        >>> import os, tempfile
+        >>> from jaxsteer.io import read_csv
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "adult.csv")
+        >>> with open(path, "w") as fh:
+        ...     _ = fh.write("age,sex,income\\n39, Male,<=50K\\n\\n50,Female,>50K\\n")
+        >>> cols = read_csv(path); cols["sex"][:3]          # strings, whitespace stripped
+        ['Male', 'Female']
+        >>> cols.where(1)                                   # where each row came from, for messages
+        'data row 2 (line 4)'
+        >>> tmp.cleanup()
     """
     try:
         codec = codecs.lookup(encoding)
@@ -193,7 +203,12 @@ def require_columns(cols: dict, names, path: str) -> None:
     """Raise :class:`DataError` naming every column of ``names`` missing from ``cols``.
 
     Example:
-        >>> require_columns(read_csv("data.csv"), ["income", "sex"], "data.csv")
+        >>> from jaxsteer.io import require_columns
+        >>> cols = {"age": ["39", "50"], "income": ["<=50K", ">50K"]}
+        >>> require_columns(cols, ["income", "sex"], "data.csv")
+        Traceback (most recent call last):
+            ...
+        jaxsteer.io.DataError: data.csv: missing column(s) ['sex']; available: ['age', 'income'].
     """
     missing = [n for n in names if n not in cols]
     if missing:
@@ -447,8 +462,15 @@ def atomic_write(path: str, mode: str = "wb", **open_kwargs):
     left as it was.
 
     Example:
-        >>> with atomic_write("out.csv", "w", newline="") as fh:
-        ...     fh.write("a,b\\n")
+        >>> import os, tempfile
+        >>> from jaxsteer.io import atomic_write
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(tmp.name, "out.csv")
+        >>> with atomic_write(path, "w", newline="") as fh:
+        ...     _ = fh.write("a,b\\n")
+        >>> os.listdir(tmp.name)                  # the temporary file was renamed over out.csv
+        ['out.csv']
+        >>> tmp.cleanup()
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -552,7 +574,23 @@ class LoadedMaps:
         codes ``y_codes [n]`` are given, else the saved label-free group map. Returns ``[n, d]``.
 
         Example:
-            >>> load_steerer("maps.npz").transform(X, a)
+            >>> import os, tempfile
+            >>> import numpy as np
+            >>> from jaxsteer import Steerer
+            >>> from jaxsteer.io import FeatureLayout, load_steerer, save_steerer
+            >>> rng = np.random.default_rng(0)
+            >>> y, a = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
+            >>> cols = {"x1": [f"{v:.3f}" for v in rng.normal(size=500) + y + a],
+            ...         "x2": [f"{v:.3f}" for v in rng.normal(size=500) + y]}      # CSV columns (strings)
+            >>> layout = FeatureLayout.fit(cols, ["x1", "x2"])
+            >>> X = layout.encode(cols)                                           # [n, 2], standardised
+            >>> st = Steerer().fit(X, y, a)
+            >>> tmp = tempfile.TemporaryDirectory()
+            >>> save_steerer(os.path.join(tmp.name, "maps.npz"), st, layout)
+            >>> maps = load_steerer(os.path.join(tmp.name, "maps.npz"))
+            >>> np.allclose(maps.transform(X, a), st.transform(X, a), atol=1e-5)   # a: codes 0, 1
+            True
+            >>> tmp.cleanup()
         """
         if y_codes is None:
             return np.asarray(self.group_map.apply(X, a_codes))

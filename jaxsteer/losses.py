@@ -292,10 +292,20 @@ def ideal_gap(
     NaN.
 
     Example:
-        >>> gap = ideal_gap(h, y, a)                     # k, m inferred from concrete y, a
-        >>> g = jax.jit(jax.grad(lambda h, y, a: ideal_gap(h, y, a, num_classes=2, num_groups=2)))(h, y, a)
-        >>> gap, sol = ideal_gap(h, y, a, num_classes=2, num_groups=2, return_solution=True)
-        >>> gap = ideal_gap(h_next, y_next, a_next, num_classes=2, num_groups=2, warm_start=sol)
+        >>> import jax, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y, a = np.tile([0, 0, 1, 1], 50), np.tile([0, 1, 0, 1], 50)         # 50 rows per class × group
+        >>> h = (rng.normal(size=(200, 1)) + y[:, None] + 0.5 * a[:, None]).astype(np.float32)   # [n, d = 1]
+        >>> from jaxsteer.losses import ideal_gap
+        >>> def loss(h, y, a):                # under jit num_classes, num_groups must be given
+        ...     return ideal_gap(h, y, a, num_classes=2, num_groups=2, return_solution=True)
+        >>> (gap, sol), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(h, y, a)
+        >>> round(float(gap), 4), bool(sol.converged), grad.shape
+        (0.0042, True, (200, 1))
+        >>> h_next = h + 0.01 * rng.normal(size=h.shape).astype(np.float32)
+        >>> gap_next = ideal_gap(h_next, y, a, warm_start=sol)     # k, m inferred from concrete y, a
+        >>> round(float(gap_next), 4)                              # a few Newton steps from sol
+        0.0043
     """
     if intervention not in INTERVENTIONS:
         raise ValueError(f"intervention: unknown value {intervention!r}; use one of {INTERVENTIONS}.")
@@ -345,7 +355,17 @@ def kl_to_target(h, y, a, target, *, shrinkage="ledoit_wolf", sample_weight=None
         gradients differ, since there the reference group's part of the target moves with ``θ(h)``.
 
     Example:
-        >>> loss = kl_to_target(h, y, a, sol.target)
+        >>> import jax, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y, a = np.tile([0, 0, 1, 1], 50), np.tile([0, 1, 0, 1], 50)         # 50 rows per class × group
+        >>> h = (rng.normal(size=(200, 1)) + y[:, None] + 0.5 * a[:, None]).astype(np.float32)   # [n, d = 1]
+        >>> from jaxsteer import GaussianFamily
+        >>> from jaxsteer.losses import kl_to_target
+        >>> ideal = GaussianFamily.univariate(priors=np.full((2, 2), 0.25), means=[[0., 0.], [1., 1.]],
+        ...                                   stds=np.ones((2, 2)))        # the same law in both groups
+        >>> loss = kl_to_target(h, y, a, ideal)          # e.g. a fixed target: solution.target
+        >>> float(loss) > 0, jax.grad(kl_to_target)(h, y, a, ideal).shape
+        (True, (200, 1))
     """
     target = getattr(target, "target", target)
     if not isinstance(target, GaussianFamily):

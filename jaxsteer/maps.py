@@ -86,9 +86,14 @@ class AffineMap:
     each row the map its codes select.
 
     Example:
-        >>> f = AffineMap(A=jnp.stack([jnp.eye(2), 2 * jnp.eye(2)]), b=jnp.zeros((2, 2)))
-        >>> f.apply(jnp.ones((3, 2)), jnp.array([0, 1, 1]))     # rows 1, 2 doubled
-        >>> f.inverse().apply(f.apply(x, a), a)                 # == x
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer import AffineMap
+        >>> f = AffineMap(A=jnp.stack([jnp.eye(2), 2 * jnp.eye(2)]), b=jnp.zeros((2, 2)))   # maps [2]
+        >>> x, a = jnp.ones((3, 2)), jnp.array([0, 1, 1])
+        >>> f.apply(x, a).tolist()                  # rows 1, 2 go through map 1: doubled
+        [[1.0, 1.0], [2.0, 2.0], [2.0, 2.0]]
+        >>> f.inverse().apply(f.apply(x, a), a).tolist()
+        [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
 
     A: jax.Array
@@ -110,6 +115,7 @@ class AffineMap:
         """The identity map(s), ``A = I``, ``b = 0``, with the given batch shape.
 
         Example:
+            >>> from jaxsteer import AffineMap
             >>> AffineMap.identity(3, (2,)).A.shape
             (2, 3, 3)
         """
@@ -148,7 +154,14 @@ class AffineMap:
             The mapped points, the shape of ``x`` (or the broadcast shape without codes).
 
         Example:
-            >>> group_map.apply(X, a)           # X [n, d], a [n] → [n, d]
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer import AffineMap
+            >>> f = AffineMap(A=jnp.stack([jnp.eye(2), 2 * jnp.eye(2)]), b=jnp.array([[0., 0.], [1., -1.]]))
+            >>> X, a = jnp.array([[1., 2.], [1., 2.]]), jnp.array([0, 1])
+            >>> f.apply(X, a).tolist()          # X [n, d], a [n] → [n, d]: row j through map a[j]
+            [[1.0, 2.0], [3.0, 3.0]]
+            >>> f.apply(X[0]).tolist()          # no codes: the map axis broadcasts, [2, d]
+            [[1.0, 2.0], [3.0, 3.0]]
         """
         x = jnp.asarray(x)
         if x.shape[-1:] != (self.d,):
@@ -179,7 +192,12 @@ class AffineMap:
         """The inverse maps ``x ↦ A⁻¹(x − b)`` (same batch shape).
 
         Example:
-            >>> f.inverse().compose(f).A   # identity
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer import AffineMap
+            >>> f = AffineMap(A=2 * jnp.eye(2), b=jnp.array([1., 0.]))
+            >>> g = f.inverse().compose(f)          # the identity
+            >>> g.A.tolist(), g.b.tolist()
+            ([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
         """
         Ainv = jnp.linalg.inv(self.A)
         return AffineMap(Ainv, -jnp.einsum("...ij,...j->...i", Ainv, self.b), self.lognormal)
@@ -188,7 +206,13 @@ class AffineMap:
         """``self ∘ inner``: the map ``x ↦ self(inner(x))`` (batch axes broadcast).
 
         Example:
-            >>> g.compose(f).apply(x) == g.apply(f.apply(x))
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer import AffineMap
+            >>> f = AffineMap(A=2 * jnp.eye(2), b=jnp.array([1., 0.]))
+            >>> g = AffineMap(A=jnp.array([[0., 1.], [1., 0.]]), b=jnp.zeros(2))    # swap coordinates
+            >>> x = jnp.array([1., 2.])
+            >>> g.compose(f).apply(x).tolist(), g.apply(f.apply(x)).tolist()
+            ([4.0, 3.0], [4.0, 3.0])
         """
         if not isinstance(inner, AffineMap):
             raise TypeError(f"inner: expected an AffineMap, got {type(inner).__name__}.")
@@ -219,10 +243,23 @@ class AffineMap:
             ValueError: shapes that do not match, columns of ``basis`` not orthonormal, a log-normal map.
 
         Example:
-            >>> mu, U = X.mean(0), jnp.linalg.svd(X - X.mean(0), full_matrices=False)[2][:8].T  # [D, 8]
-            >>> small = Steerer().fit((X - mu) @ U, y, a).group_map_                          # d = 8
-            >>> full = small.lift(U, mu)                                                      # D × D
-            >>> full.apply(X, a)   # == X + U @ (small.apply((X - mu) @ U, a) - (X - mu) @ U)
+            >>> import jax.numpy as jnp, numpy as np
+            >>> from jaxsteer import GaussianFamily, nearest_ideal
+            >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+            ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+            >>> sol = nearest_ideal(fam, form="affine")
+            >>> from jaxsteer.maps import moment_maps
+            >>> small = moment_maps(fam, sol)           # group maps of the coordinate z = Uᵀ(x − c), d = 1
+            >>> U, c = jnp.array([[0.6], [0.8], [0.0]]), jnp.array([1., 0., 2.])    # U [D, d] = [3, 1]
+            >>> full = small.lift(U, c)                 # the same maps acting on x in R^3
+            >>> full.batch_shape, full.d
+            ((2,), 3)
+            >>> X, a = jnp.array([[1., 1., 1.], [2., 0., -1.]]), jnp.array([0, 1])
+            >>> Z = (X - c) @ U
+            >>> np.allclose(full.apply(X, a), X + (small.apply(Z, a) - Z) @ U.T, atol=1e-5)
+            True
+            >>> full.apply(X, a)[:, 2].tolist()         # the orthogonal complement is left unchanged
+            [1.0, -1.0]
         """
         if self.lognormal:
             raise ValueError("lift: a log-normal map acts on log x coordinates and cannot be lifted linearly; "
@@ -304,7 +341,15 @@ class PosteriorMap:
         """Steer points ``x [n, d]`` of groups ``a [n]``; returns ``[n, d]``.
 
         Example:
-            >>> posterior_map(fam, sol).apply(X, a)
+            >>> import jax
+            >>> from jaxsteer import GaussianFamily, nearest_ideal
+            >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+            ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+            >>> sol = nearest_ideal(fam, form="affine")
+            >>> from jaxsteer.maps import posterior_map
+            >>> X, y, a = fam.sample(jax.random.PRNGKey(0), 500)
+            >>> posterior_map(fam, sol).apply(X, a).shape
+            (500, 1)
         """
         x = jnp.asarray(x)
         if x.ndim != 2 or x.shape[-1] != self.d:
@@ -342,8 +387,11 @@ def w2_map(mean0, cov0, mean1, cov1, *, lognormal: bool = False) -> AffineMap:
         lognormal: mark the map log-normal (moments are then those of ``log x``).
 
     Example:
-        >>> T = w2_map(jnp.zeros(2), jnp.eye(2), jnp.ones(2), 4 * jnp.eye(2))
-        >>> T.A   # 2 I
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from jaxsteer.maps import w2_map
+        >>> T = w2_map(jnp.zeros(2), jnp.eye(2), jnp.ones(2), 4 * jnp.eye(2))   # N(0, I) → N(1, 4 I)
+        >>> np.allclose(T.A, 2 * np.eye(2)), T.b.tolist()                     # x ↦ 2 x + 1
+        (True, [1.0, 1.0])
     """
     mean0, mean1 = jnp.asarray(mean0), jnp.asarray(mean1)
     root, inv_root = _linalg.psd_sqrt_and_inv_sqrt(cov0)
@@ -383,8 +431,20 @@ def subgroup_maps(source: GaussianFamily, target) -> AffineMap:
         data. Subgroup ``(i, a)``'s mean and covariance are carried exactly onto the target's.
 
     Example:
-        >>> sol = nearest_ideal(fam)
-        >>> X_fair = subgroup_maps(fam, sol).apply(X, y, a)
+        >>> import jax, numpy as np
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import subgroup_maps
+        >>> T = subgroup_maps(fam, sol)
+        >>> T.batch_shape
+        (2, 2)
+        >>> X, y, a = fam.sample(jax.random.PRNGKey(0), 500)
+        >>> T.apply(X, y, a).shape
+        (500, 1)
+        >>> np.allclose(T[1, 1].apply(fam.means[1, 1]), sol.target.means[1, 1], atol=1e-5)  # mean carried over
+        True
     """
     target = _target_of(target)
     _check_pair(source, target)
@@ -405,7 +465,18 @@ def align_maps(solution) -> AffineMap:
         :class:`AffineMap` ``[..., m]``; apply with ``maps.apply(X, a)``.
 
     Example:
-        >>> Z = align_maps(sol).apply(X, a)
+        >>> import jax, numpy as np
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import align_maps
+        >>> f = align_maps(sol)                  # one map per group
+        >>> f.batch_shape, np.allclose(f.A[0], 1.0) and np.allclose(f.b[0], 0.0)   # the reference group's is the identity
+        ((2,), True)
+        >>> X, y, a = fam.sample(jax.random.PRNGKey(0), 500)
+        >>> f.apply(X, a).shape
+        (500, 1)
     """
     maps = solution.maps
     return AffineMap(maps.A, maps.b, solution.target.lognormal).inverse()
@@ -422,7 +493,19 @@ def moment_maps(source: GaussianFamily, target) -> AffineMap:
         :class:`AffineMap` ``[..., m]``; apply with ``maps.apply(X, a)``.
 
     Example:
-        >>> X_fair = moment_maps(fam, sol).apply(X, a)
+        >>> import jax, numpy as np
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import moment_maps
+        >>> f = moment_maps(fam, sol)
+        >>> X, y, a = fam.sample(jax.random.PRNGKey(0), 500)
+        >>> f.apply(X, a).shape
+        (500, 1)
+        >>> mean, _ = fam.group_moments(); target_mean, _ = sol.target.group_moments()
+        >>> np.allclose(f.apply(mean), target_mean, atol=1e-5)    # each group's mean onto the target's
+        True
     """
     target = _target_of(target)
     _check_pair(source, target)
@@ -439,7 +522,13 @@ def posterior_map(source: GaussianFamily, target) -> PosteriorMap:
         target: ``θ̃`` or a :class:`~jaxsteer.Solution`.
 
     Example:
-        >>> X_fair = posterior_map(fam, sol).apply(X, a)
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import posterior_map
+        >>> posterior_map(fam, sol)
+        PosteriorMap(k=2, m=2, d=1)
     """
     target = _target_of(target)
     _check_pair(source, target)
@@ -452,7 +541,18 @@ def group_maps(source: GaussianFamily, solution, kind: str = "align"):
     """The label-free group map of the given ``kind`` (``"align"``, ``"moment"``, ``"posterior"``).
 
     Example:
-        >>> f = group_maps(fam, sol, "moment"); X_fair = f.apply(X, a)
+        >>> import jax
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import group_maps
+        >>> f = group_maps(fam, sol, "moment")
+        >>> f.batch_shape
+        (2,)
+        >>> X, y, a = fam.sample(jax.random.PRNGKey(0), 500)
+        >>> f.apply(X, a).shape
+        (500, 1)
     """
     if kind == "align":
         if not hasattr(solution, "maps"):
@@ -477,7 +577,16 @@ def sample_weights(solution_or_weights, y, a) -> jax.Array:
         ``[n]`` weights (mean about 1 on data drawn from ``θ``).
 
     Example:
-        >>> clf.fit(X_fair, y, sample_weight=np.asarray(sample_weights(sol, y, a)))
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+        ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+        >>> sol = nearest_ideal(fam, form="affine")
+        >>> from jaxsteer.maps import sample_weights
+        >>> y, a = jnp.array([0, 1, 1]), jnp.array([0, 0, 1])
+        >>> w = sample_weights(sol, y, a)                  # sol.weights[y, a], one per row
+        >>> [round(v, 3) for v in w.tolist()]
+        [1.0, 1.0, 0.667]
     """
     w = jnp.asarray(getattr(solution_or_weights, "weights", solution_or_weights))
     if w.ndim != 2:

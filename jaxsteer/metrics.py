@@ -36,11 +36,15 @@ With every cell populated the values equal fairlearn's ``demographic_parity_diff
 ``false_positive_rate`` by group (tested in ``tests/test_metrics.py``).
 
 Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxsteer import metrics
     >>> y = jnp.array([0, 1, 1, 0, 1, 1]); yhat = jnp.array([0, 1, 0, 0, 1, 1])
     >>> a = jnp.array([0, 0, 0, 1, 1, 1])
-    >>> equal_opportunity_difference(y, yhat, a)      # TPR 0.5 in group 0, 1.0 in group 1
-    Array(0.5, dtype=float32)
-    >>> f = jax.jit(lambda y, p, a: equalized_odds_difference(y, p, a, num_groups=2))
+    >>> float(metrics.equal_opportunity_difference(y, yhat, a))   # TPR 0.5 in group 0, 1.0 in group 1
+    0.5
+    >>> f = jax.jit(lambda y, p, a: metrics.equalized_odds_difference(y, p, a, num_groups=2))
+    >>> float(f(y, yhat, a))                                      # FPR 0 in both groups
+    0.5
 """
 
 from __future__ import annotations
@@ -249,8 +253,12 @@ def accuracy(y_true, y_pred, sample_weight=None) -> jax.Array:
         ValueError: shape mismatch, empty arrays, negative codes or invalid weights (concrete).
 
     Example:
-        >>> accuracy(jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2]))
-        Array(0.75, dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import accuracy
+        >>> float(accuracy(jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2])))
+        0.75
+        >>> float(accuracy(jnp.array([0, 1]), jnp.array([0, 0]), sample_weight=jnp.array([3.0, 1.0])))
+        0.75
     """
     fname = "accuracy"
     y_true = _labels(y_true, "y_true", fname)
@@ -282,8 +290,11 @@ def confusion_matrices(
         ``[num_groups, num_classes, num_classes]``.
 
     Example:
-        >>> confusion_matrices(jnp.array([0, 1, 1]), jnp.array([0, 1, 0]), jnp.array([0, 0, 1]))
-        ... # [[[1, 0], [0, 1]], [[0, 0], [1, 0]]]
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import confusion_matrices
+        >>> C = confusion_matrices(jnp.array([0, 1, 1]), jnp.array([0, 1, 0]), jnp.array([0, 0, 1]))
+        >>> C.shape, C.tolist()      # group 1 has no class-0 row: all zeros
+        ((2, 2, 2), [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]]])
     """
     y_true, y_pred, a, w, k, m = _multi_inputs(
         y_true, y_pred, a, num_classes, num_groups, sample_weight, "confusion_matrices"
@@ -309,8 +320,10 @@ def selection_rates(y_pred, a, *, num_groups=None, positive=1, sample_weight=Non
         ``[num_groups]``; an empty group gets ``0``.
 
     Example:
-        >>> selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), num_groups=2)
-        Array([0.5, 1. ], dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import selection_rates
+        >>> selection_rates(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]), num_groups=2).tolist()
+        [0.5, 1.0]
     """
     _, yp, a, w, m = _binary_inputs(None, y_pred, a, num_groups, positive, sample_weight,
                                     "selection_rates")
@@ -340,8 +353,13 @@ def demographic_parity_difference(
         Scalar in ``[0, 1]``; ``0`` when fewer than two groups are populated.
 
     Example:
-        >>> demographic_parity_difference(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1]))
-        Array(0.5, dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import demographic_parity_difference
+        >>> float(demographic_parity_difference(jnp.array([1, 0, 1, 1]), jnp.array([0, 0, 1, 1])))
+        0.5
+        >>> y_pred = [1, 0, 1, 1]                     # fairlearn's call form, any group labels
+        >>> float(demographic_parity_difference(None, y_pred, sensitive_features=["F", "F", "M", "M"]))
+        0.5
     """
     fname = "demographic_parity_difference"
     if sensitive_features is not None:  # fairlearn: (y_true, y_pred, *, sensitive_features)
@@ -383,9 +401,11 @@ def true_positive_rates(
         ``[num_groups]``; a group without positives gets ``0``.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import true_positive_rates
         >>> true_positive_rates(jnp.array([1, 1, 1, 0]), jnp.array([1, 0, 1, 1]),
-        ...                     jnp.array([0, 0, 1, 1]), 2)
-        Array([0.5, 1. ], dtype=float32)
+        ...                     jnp.array([0, 0, 1, 1]), num_groups=2).tolist()
+        [0.5, 1.0]
     """
     return _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, "true_positive_rates")[0]
 
@@ -407,9 +427,11 @@ def false_positive_rates(
         ``[num_groups]``; a group without negatives gets ``0``.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import false_positive_rates
         >>> false_positive_rates(jnp.array([0, 0, 1, 0]), jnp.array([1, 0, 1, 0]),
-        ...                      jnp.array([0, 0, 1, 1]), 2)
-        Array([0.5, 0. ], dtype=float32)
+        ...                      jnp.array([0, 0, 1, 1]), num_groups=2).tolist()
+        [0.5, 0.0]
     """
     return _tpr_fpr(y_true, y_pred, a, num_groups, positive, sample_weight, "false_positive_rates")[2]
 
@@ -434,9 +456,11 @@ def equal_opportunity_difference(
         Scalar; ``0`` when fewer than two groups have positives.
 
     Example:
-        >>> equal_opportunity_difference(jnp.array([1, 1, 1, 0]), jnp.array([1, 0, 1, 1]),
-        ...                              jnp.array([0, 0, 1, 1]))
-        Array(0.5, dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import equal_opportunity_difference
+        >>> float(equal_opportunity_difference(jnp.array([1, 1, 1, 0]), jnp.array([1, 0, 1, 1]),
+        ...                                    jnp.array([0, 0, 1, 1])))    # TPRs 0.5 and 1
+        0.5
     """
     fname = "equal_opportunity_difference"
     a = _fairlearn_groups(a, sensitive_features, method, fname)
@@ -468,9 +492,13 @@ def equalized_odds_difference(
         Scalar in ``[0, 1]``.
 
     Example:
-        >>> equalized_odds_difference(jnp.array([1, 0, 1, 0]), jnp.array([1, 1, 1, 0]),
-        ...                           jnp.array([0, 0, 1, 1]))   # TPR gap 0, FPR gap 1
-        Array(1., dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import equalized_odds_difference
+        >>> y, y_pred, a = jnp.array([1, 0, 1, 0]), jnp.array([1, 1, 1, 0]), jnp.array([0, 0, 1, 1])
+        >>> float(equalized_odds_difference(y, y_pred, a))                # TPR gap 0, FPR gap 1
+        1.0
+        >>> float(equalized_odds_difference(y, y_pred, a, agg="mean"))    # their mean
+        0.5
     """
     fname = "equalized_odds_difference"
     a = _fairlearn_groups(a, sensitive_features, method, fname)
@@ -508,9 +536,11 @@ def tpr_gaps(y_true, y_pred, a, *, num_classes=None, num_groups=None, sample_wei
         ``[num_classes]``.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import tpr_gaps
         >>> tpr_gaps(jnp.array([0, 1, 2, 0, 1, 2]), jnp.array([0, 1, 1, 0, 1, 2]),
-        ...          jnp.array([0, 0, 0, 1, 1, 1]), 3, 2)
-        Array([0., 0., 1.], dtype=float32)
+        ...          jnp.array([0, 0, 0, 1, 1, 1]), num_classes=3, num_groups=2).tolist()
+        [0.0, 0.0, 1.0]
     """
     tpr, support = _class_tprs(y_true, y_pred, a, num_classes, num_groups, sample_weight, "tpr_gaps")
     return _gap(tpr, support, axis=0)
@@ -536,9 +566,12 @@ def rms_tpr_gap(y_true, y_pred, a, *, num_classes=None, num_groups=None, sample_
         Scalar.
 
     Example:
-        >>> rms_tpr_gap(jnp.array([0, 1, 2, 0, 1, 2]), jnp.array([0, 1, 1, 0, 1, 2]),
-        ...             jnp.array([0, 0, 0, 1, 1, 1]), 3, 2)   # sqrt((0 + 0 + 1) / 3)
-        Array(0.57735026, dtype=float32)
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.metrics import rms_tpr_gap
+        >>> gap = rms_tpr_gap(jnp.array([0, 1, 2, 0, 1, 2]), jnp.array([0, 1, 1, 0, 1, 2]),
+        ...                   jnp.array([0, 0, 0, 1, 1, 1]), num_classes=3, num_groups=2)
+        >>> round(float(gap), 4)                          # sqrt((0 + 0 + 1) / 3)
+        0.5774
     """
     tpr, support = _class_tprs(y_true, y_pred, a, num_classes, num_groups, sample_weight,
                                "rms_tpr_gap")

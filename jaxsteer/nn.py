@@ -127,8 +127,28 @@ def groups(a):
     Blocks nest (the innermost wins) and are thread-local.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxsteer.nn
+        >>> class MLP(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.hidden = nnx.Linear(3, 4, rngs=rngs)
+        ...         self.out = nnx.Linear(4, 2, rngs=rngs)
+        ...     def __call__(self, x):
+        ...         return self.out(nnx.relu(self.hidden(x)))
+        >>> model = MLP(nnx.Rngs(0))
+        >>> x, a = jnp.ones((5, 3)), jnp.array([0, 1, 1, 0, 1])        # inputs and their group ids
+        >>> _ = jaxsteer.nn.insert(model, "hidden", jaxsteer.nn.Steer.identity(4, 2))
         >>> with jaxsteer.nn.groups(a):
-        ...     logits = model(x)      # any Steer inserted in the model steers group a[i] for row i
+        ...     logits = model(x)      # any Steer inserted in the model steers row i with map a[i]
+        >>> logits.shape
+        (5, 2)
+        >>> @nnx.jit
+        ... def predict(model, x, a):
+        ...     with jaxsteer.nn.groups(a):      # entered inside the compiled function
+        ...         return model(x)
+        >>> predict(model, x, a).shape
+        (5, 2)
     """
     codes = _as_codes(a)
     entry = (codes, _staging())
@@ -219,9 +239,18 @@ class Steer(nnx.Module):
     out as zeros.
 
     Example:
-        >>> steer = Steer.from_steerer(Steerer(map="moment").fit(H, y, a))   # frozen
-        >>> steer(H_new, a_new)
-        >>> Steer.identity(384, 2)             # trainable, starts as the identity
+        >>> import jax.numpy as jnp
+        >>> from jaxsteer.nn import Steer
+        >>> steer = Steer(2, 2, A=jnp.stack([jnp.eye(2), 2 * jnp.eye(2)]), trainable=False)
+        >>> steer                                        # group 1's states are doubled
+        Steer(d=2, num_groups=2, frozen, dtype=...)
+        >>> h, a = jnp.ones((3, 2)), jnp.array([0, 1, 1])
+        >>> steer(h, a).tolist()
+        [[1.0, 1.0], [2.0, 2.0], [2.0, 2.0]]
+        >>> steer(jnp.ones((3, 7, 2)), a).shape          # per-example ids [B] serve every token of [B, T, d]
+        (3, 7, 2)
+        >>> Steer.identity(384, 2)                       # trainable, starts as the identity
+        Steer(d=384, num_groups=2, trainable, dtype=...)
     """
 
     def __init__(self, d: int, num_groups: int, *, trainable: bool = True, lognormal: bool = False,
@@ -254,7 +283,11 @@ class Steer(nnx.Module):
         """Identity maps for every group (``A = I``, ``b = 0``); trainable by default.
 
         Example:
-            >>> Steer.identity(384, 2)(h, a)   # == h
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer.nn import Steer
+            >>> h, a = jnp.arange(6.0).reshape(3, 2), jnp.array([0, 1, 1])
+            >>> Steer.identity(2, 2)(h, a).tolist()      # == h
+            [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
         """
         return cls(d, num_groups, trainable=trainable, dtype=dtype)
 
@@ -263,7 +296,19 @@ class Steer(nnx.Module):
         """From per-group :class:`~jaxsteer.AffineMap` ``[m]`` (e.g. ``steerer.group_map_``); frozen by default.
 
         Example:
-            >>> Steer.from_maps(jaxsteer.maps.moment_maps(fam, sol))
+            >>> import jax.numpy as jnp
+            >>> from jaxsteer import GaussianFamily, nearest_ideal
+            >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+            ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+            >>> sol = nearest_ideal(fam, form="affine")
+            >>> from jaxsteer.maps import moment_maps
+            >>> from jaxsteer.nn import Steer
+            >>> steer = Steer.from_maps(moment_maps(fam, sol))
+            >>> steer
+            Steer(d=1, num_groups=2, frozen, dtype=...)
+            >>> h, a = jnp.array([[0.5], [1.5]]), jnp.array([0, 1])
+            >>> bool(jnp.allclose(steer(h, a), moment_maps(fam, sol).apply(h, a)))
+            True
         """
         if not isinstance(affine_map, _maps.AffineMap):
             raise TypeError(
@@ -293,8 +338,14 @@ class Steer(nnx.Module):
             dtype: parameter dtype (default: the solution's).
 
         Example:
-            >>> fam = jaxsteer.fit_family(H, y, a); sol = jaxsteer.nearest_ideal(fam)
-            >>> steer = Steer.from_solution(sol, fam, map="moment", trainable=True)
+            >>> from jaxsteer import GaussianFamily, nearest_ideal
+            >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+            ...                                 stds=[[1., 1.], [1., 2.]])     # k = 2 classes, m = 2 groups, d = 1
+            >>> sol = nearest_ideal(fam, form="affine")
+            >>> from jaxsteer.nn import Steer
+            >>> steer = Steer.from_solution(sol, fam, map="moment", trainable=True)   # to fine-tune
+            >>> steer.trainable, steer.A.shape
+            (True, (2, 1, 1))
         """
         if map not in ("align", "moment"):
             raise ValueError(
@@ -315,7 +366,19 @@ class Steer(nnx.Module):
         Frozen by default.
 
         Example:
-            >>> steer = Steer.from_steerer(Steerer(map="align").fit(H, y, a))
+            >>> import jax.numpy as jnp, numpy as np
+            >>> from jaxsteer import Steerer
+            >>> from jaxsteer.nn import Steer
+            >>> rng = np.random.default_rng(0)
+            >>> y, a = rng.integers(0, 2, 500), rng.choice(["F", "M"], 500)
+            >>> H = rng.normal(size=(500, 2)) + 0.8 * y[:, None] + (a == "F")[:, None]      # hidden states
+            >>> st = Steerer(map="align").fit(H, y, a)
+            >>> steer = Steer.from_steerer(st, dtype=jnp.float32)      # the model's dtype
+            >>> steer
+            Steer(d=2, num_groups=2, frozen, dtype=float32)
+            >>> codes = np.searchsorted(st.groups_, a)                 # labels → group codes 0, 1
+            >>> steer(jnp.asarray(H, jnp.float32), codes).shape
+            (500, 2)
         """
         check = getattr(steerer, "_check_fitted", None)
         if check is not None:
@@ -457,9 +520,26 @@ def insert(model, where, steer: Steer) -> Steered:
         ``<where>.steer`` in ``nnx.state(model)``: create optimizers and checkpoints after surgery.
 
     Example:
-        >>> insert(model, "hidden", Steer.from_steerer(st))
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxsteer.nn
+        >>> class MLP(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.hidden = nnx.Linear(3, 4, rngs=rngs)
+        ...         self.out = nnx.Linear(4, 2, rngs=rngs)
+        ...     def __call__(self, x):
+        ...         return self.out(nnx.relu(self.hidden(x)))
+        >>> model = MLP(nnx.Rngs(0))
+        >>> x, a = jnp.ones((5, 3)), jnp.array([0, 1, 1, 0, 1])        # inputs and their group ids
+        >>> steer = jaxsteer.nn.Steer(4, 2, b=jnp.array([[0., 0., 0., 0.], [1., 1., 1., 1.]]))
+        >>> before = model(x)
+        >>> _ = jaxsteer.nn.insert(model, "hidden", steer)    # model.hidden is now Steered(hidden, steer)
         >>> with jaxsteer.nn.groups(a):
         ...     logits = model(x)
+        >>> bool(jnp.allclose(logits[a == 0], before[a == 0]))   # group 0's map is the identity
+        True
+        >>> bool(jnp.allclose(logits[a == 1], before[a == 1]))   # group 1's hidden states are shifted
+        False
     """
     if not isinstance(steer, Steer):
         raise TypeError(f"steer: expected a jaxsteer.nn.Steer, got {type(steer).__name__}.")
@@ -477,7 +557,22 @@ def remove(model, where) -> Steer:
     """Undo :func:`insert`: put the original submodule back at ``where`` and return the removed steer.
 
     Example:
-        >>> steer = remove(model, "hidden")   # model(x) is again exactly the original
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxsteer.nn
+        >>> class MLP(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.hidden = nnx.Linear(3, 4, rngs=rngs)
+        ...         self.out = nnx.Linear(4, 2, rngs=rngs)
+        ...     def __call__(self, x):
+        ...         return self.out(nnx.relu(self.hidden(x)))
+        >>> model = MLP(nnx.Rngs(0))
+        >>> x, a = jnp.ones((5, 3)), jnp.array([0, 1, 1, 0, 1])        # inputs and their group ids
+        >>> before = model(x)
+        >>> _ = jaxsteer.nn.insert(model, "hidden", jaxsteer.nn.Steer(4, 2, b=jnp.ones((2, 4))))
+        >>> steer = jaxsteer.nn.remove(model, "hidden")
+        >>> bool((model(x) == before).all())       # model(x) is again exactly the original
+        True
     """
     parent, last, target = _resolve(model, where)
     if not isinstance(target, Steered):
@@ -516,8 +611,23 @@ def linen_steering(where, steer, *, a=None, method: str = "__call__", groups=Non
         groups: deprecated alias of ``a``.
 
     Example:
-        >>> with jaxsteer.nn.linen_steering("Dense_1", steer, a=a):
+        >>> import jax, jax.numpy as jnp
+        >>> import flax.linen as nn
+        >>> import jaxsteer.nn
+        >>> class MLP(nn.Module):
+        ...     @nn.compact
+        ...     def __call__(self, x):
+        ...         h = nn.relu(nn.Dense(4)(x))          # submodule "Dense_0"
+        ...         return nn.Dense(2)(h)                # submodule "Dense_1"
+        >>> model = MLP()
+        >>> x, a = jnp.ones((5, 3)), jnp.array([0, 1, 1, 0, 1])
+        >>> variables = model.init(jax.random.PRNGKey(0), x)
+        >>> steer = jaxsteer.nn.Steer(4, 2, b=jnp.array([[0., 0., 0., 0.], [1., 1., 1., 1.]]))
+        >>> with jaxsteer.nn.linen_steering("Dense_0", steer, a=a):
         ...     logits = model.apply(variables, x)
+        >>> before = model.apply(variables, x)
+        >>> bool(jnp.allclose(logits[a == 0], before[a == 0])), bool(jnp.allclose(logits[a == 1], before[a == 1]))
+        (True, False)
     """
     from flax import linen
 

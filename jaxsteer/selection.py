@@ -35,12 +35,32 @@ the front when no other row has an accuracy at least as high and a ΔEO at least
 strictly.
 
 Example:
+    >>> import numpy as np
     >>> import jaxsteer as js
-    >>> sel = js.select(X_tr, y_tr, a_tr, X_val=X_va, y_val=y_va, a_val=a_va)
+    >>> from jaxsteer.selection import default_candidates
+    >>> rng = np.random.default_rng(0)
+    >>> def split(n):
+    ...     y, a = rng.integers(0, 2, n), rng.choice(["F", "M"], n)
+    ...     X = rng.normal(size=(n, 1)) + 0.8 * y[:, None] + (a == "F")[:, None]
+    ...     return X, y, a
+    >>> (X_tr, y_tr, a_tr), (X_va, y_va, a_va) = split(600), split(300)
+    >>> X_test, _, a_test = split(5)
+    >>> cands = default_candidates(interventions=("affirmative",), forms=("affine",), maps=("align", "moment"))
+    >>> sel = js.select(X_tr, y_tr, a_tr, X_val=X_va, y_val=y_va, a_val=a_va, candidates=cands)
     >>> print(sel.markdown())                 # one row per candidate + the unsteered model
-    >>> sel.choice                            # Candidate(intervention=..., form=..., map=..., protocol=...)
-    >>> y_hat = sel.predict(X_test, a_test)   # the chosen steerer's protocol + its fitted classifier
-    >>> st = sel.steerer                      # a fitted Steerer
+    criterion 'eo', tolerance 0.01: ...
+    | candidate | accuracy | ΔDP | ΔEO | EOdds | KL | fit s | eligible | Pareto | chosen |
+    |---|---|---|---|---|---|---|---|---|---|
+    | unsteered | ...
+    | EF affirmative/affine, pre | ...
+    | EF affirmative/affine [align], rep | ...
+    | EF affirmative/affine [moment], rep | ...
+    >>> sel.choice in cands                   # Candidate(intervention=..., form=..., map=..., protocol=...)
+    True
+    >>> sel.predict(X_test, a_test).shape     # the chosen steerer's protocol + its fitted classifier
+    (5,)
+    >>> sel.steerer.groups_.tolist()          # a fitted Steerer
+    ['F', 'M']
 """
 
 from __future__ import annotations
@@ -90,8 +110,12 @@ def default_candidates(
     """Every ``intervention × form × (pre, or rep × map)`` (16 with the defaults), in that order.
 
     Example:
+        >>> from jaxsteer.selection import default_candidates
+        >>> len(default_candidates())
+        16
         >>> default_candidates(interventions=("affirmative",), forms=("symmetric",), maps=("align",))
-        (Candidate('affirmative', 'symmetric', None, 'pre'), Candidate('affirmative', 'symmetric', 'align', 'rep'))
+        (Candidate(intervention='affirmative', form='symmetric', map=None, protocol='pre'),
+         Candidate(intervention='affirmative', form='symmetric', map='align', protocol='rep'))
     """
     out = []
     for inter in interventions:

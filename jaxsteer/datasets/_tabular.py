@@ -54,9 +54,17 @@ class TabularData:
             columns as ``int64``, text columns as numpy ``str`` arrays.
 
     Example:
-        >>> data = load_adult("sex")
+        >>> import jax
+        >>> import jaxsteer
+        >>> from jaxsteer.datasets import load_adult
+        >>> data = load_adult("sex")            # vendored with the package: no download
         >>> X, y, a = data.train                # float64 [30162, d], int32 [30162] (×2)
-        >>> fam = jaxsteer.fit_family(X, y, a)  # k = 2 classes × m = 2 groups
+        >>> X.shape, X.dtype.name, y.dtype.name, a.dtype.name
+        ((30162, 85), 'float64', 'int32', 'int32')
+        >>> with jax.enable_x64(True):          # Adult's one-hot covariances need float64
+        ...     fam = jaxsteer.fit_family(X, y, a)
+        >>> fam.k, fam.m                        # k = 2 classes × m = 2 groups
+        (2, 2)
     """
 
     X_train: np.ndarray

