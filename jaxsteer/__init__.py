@@ -4,13 +4,14 @@ The data's path through the package: data ``(X, y, a)`` → :func:`fit_family` (
 Gaussian model, :mod:`jaxsteer.estimate`) → :class:`GaussianFamily` → :func:`nearest_ideal` (the
 nearest ideal family in KL) → :class:`Solution` (target family, maps, sample weights, convergence
 diagnostics) → :func:`certificate` (Pinsker transfer bounds). :mod:`jaxsteer.ideal` checks ideal
-conditions and the exact fairness of Bayes rules; :mod:`jaxsteer.metrics` measures fairness of
+conditions, :mod:`jaxsteer.bayes` gives the exact fairness of Bayes rules and
+:mod:`jaxsteer.divergence` KL and Jensen–Shannon divergences; :mod:`jaxsteer.metrics` measures fairness of
 predictions; :mod:`jaxsteer.maps` turns a solution into steering maps and :class:`Steerer` wraps the
 whole path in a scikit-learn-style estimator; :mod:`jaxsteer.baselines` holds mean matching, MiMiC,
 LEACE and reweighing with the same interface.
 """
 
-from jaxsteer import baselines, estimate, ideal, maps, metrics
+from jaxsteer import baselines, bayes, divergence, estimate, ideal, maps, metrics
 from jaxsteer._base import NotFittedError
 from jaxsteer.certificates import Certificate, certificate
 from jaxsteer.divergence import kl_divergence
@@ -37,7 +38,9 @@ __all__ = [
     "SuffStats",
     "Template",
     "baselines",
+    "bayes",
     "certificate",
+    "divergence",
     "estimate",
     "fair_steering",
     "fit_family",

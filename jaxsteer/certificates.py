@@ -53,7 +53,7 @@ class Certificate(NamedTuple):
         fpr_gap_bound: ``[..., k]``, the same for the one-vs-rest FPR of class ``j``.
         eo_bound: ``[...]``, equal opportunity. ``k = 2``: ``tpr_gap_bound[..., 1]`` (the TPR gap of
             the positive class 1). ``k > 2``: ``max_i tpr_gap_bound[..., i]`` (worst class; it also
-            bounds every entry of the confusion-matrix gap, ``bayes_rates_1d(...)["eo_gap"]``).
+            bounds every entry of the confusion-matrix gap, ``jaxsteer.bayes.bayes_rates_1d(...).eo_gap``).
         fpr_bound: ``[...]``. ``k = 2``: ``fpr_gap_bound[..., 1]`` (the FPR gap, from class 0);
             ``k > 2``: ``max_j fpr_gap_bound[..., j]``.
         equalized_odds_bound: ``max(eo_bound, fpr_bound)``: bounds

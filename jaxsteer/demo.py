@@ -99,21 +99,21 @@ def pca_projection(train, test, k):
 
 def univariate_study(progress) -> dict:
     import jaxsteer as js
-    from jaxsteer import ideal
+    from jaxsteer import bayes
 
     fam = js.GaussianFamily.univariate(**CASE_STUDY)
     cost = np.array([[0.0, 1.0], [1.0, 0.0]])
     rows, targets = [], {}
-    r = ideal.bayes_rates_1d(fam, cost)
-    rows.append(dict(method="original", error=float(r["error"]), dp=float(r["dp_gap"]), eo=float(r["eo_gap"]), kl=0.0, eo_bound=0.0))
+    r = bayes.bayes_rates_1d(fam, cost)
+    rows.append(dict(method="original", error=float(r.error), dp=float(r.dp_gap), eo=float(r.eo_gap), kl=0.0, eo_bound=0.0))
     for inter in ("affirmative", "all"):
         for form in ("symmetric", "affine"):
             # affirmative keeps the advantaged group 1 as it is and moves the disadvantaged group 0
             sol = js.nearest_ideal(fam, intervention=inter, form=form, reference=1)
-            rt = ideal.bayes_rates_1d(sol.target, cost)
+            rt = bayes.bayes_rates_1d(sol.target, cost)
             cert = js.certificate(sol)
-            rows.append(dict(method=f"EF {inter}/{form}", error=float(rt["error"]), dp=float(rt["dp_gap"]),
-                             eo=float(rt["eo_gap"]), kl=float(sol.kl), eo_bound=float(cert.eo_bound)))
+            rows.append(dict(method=f"EF {inter}/{form}", error=float(rt.error), dp=float(rt.dp_gap),
+                             eo=float(rt.eo_gap), kl=float(sol.kl), eo_bound=float(cert.eo_bound)))
             targets[f"{inter}/{form}"] = sol.target
     progress("univariate case study: 4 nearest ideal families (closed forms; affirmative keeps group 1)")
     return dict(rows=rows, family=fam, targets=targets)

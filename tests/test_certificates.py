@@ -74,7 +74,7 @@ def test_rule_confusion_helper_matches_bayes_rates_1d(solved):
     _, sols = solved
     target = sols["all"].target
     for cost in COSTS:
-        ref = np.asarray(bayes_rates_1d(target, jnp.asarray(cost))["confusion"])
+        ref = np.asarray(bayes_rates_1d(target, jnp.asarray(cost)).confusion)
         for b in range(B):
             np.testing.assert_allclose(rule_confusion(target[b], target[b], cost), ref[b], atol=1e-12)
 
@@ -91,9 +91,9 @@ def test_bayes_rule_of_target_on_original_obeys_bounds(solved, intervention):
     worst_eo, worst_bound = 0.0, 0.0
     for cost in COSTS:
         on_target = bayes_rates_1d(target, jnp.asarray(cost))
-        conf_t = np.asarray(on_target["confusion"])  # [B, m, k, k]
-        assert np.max(np.asarray(on_target["eo_gap"])) < 1e-9  # exactly fair on θ̃
-        assert np.max(np.asarray(on_target["dp_gap"])) < 1e-9
+        conf_t = np.asarray(on_target.confusion)  # [B, m, k, k]
+        assert np.max(np.asarray(on_target.eo_gap)) < 1e-9  # exactly fair on θ̃
+        assert np.max(np.asarray(on_target.dp_gap)) < 1e-9
         for b in range(B):
             conf = rule_confusion(target[b], fam[b], cost)  # the same rule, on θ
             c = jax.tree_util.tree_map(lambda x: np.asarray(x)[b], cert)
@@ -115,7 +115,7 @@ def test_bayes_rule_of_target_on_original_obeys_bounds(solved, intervention):
             assert dp <= c.dp_bound + 1e-12
             # error transfer (costs in [0, 1])
             err = np.einsum("ia,ij,aij->", q[b], cost, conf)
-            err_t = float(np.asarray(on_target["error"])[b])
+            err_t = float(np.asarray(on_target.error)[b])
             assert abs(err - err_t) <= c.tv_bound + 1e-12
             worst_eo, worst_bound = max(worst_eo, eo), max(worst_bound, float(c.eo_bound))
     # the check is not vacuous: the rule is visibly unfair on θ and the bounds are informative

@@ -191,14 +191,14 @@ def test_symmetric_ideal_family_is_ideal_in_both_forms():
     fam = _symmetric_ideal(np.random.default_rng(0))
     for form in ("symmetric", "affine"):
         res = ideal_residuals(fam, form=form)
-        assert float(res["priors"]) < 1e-12
-        assert float(res["features"]) < 1e-9, (form, res)
+        assert float(res.priors) < 1e-12
+        assert float(res.features) < 1e-9, (form, res)
         assert bool(is_ideal(fam, form=form))
 
 
 def test_rotated_group_is_affine_ideal_but_not_symmetric():
     fam = _symmetric_ideal(np.random.default_rng(1), rotate_group=2)
-    assert float(ideal_residuals(fam, form="symmetric")["features"]) > 1e-2
+    assert float(ideal_residuals(fam, form="symmetric").features) > 1e-2
     assert not bool(is_ideal(fam, form="symmetric"))
     assert bool(is_ideal(fam, form="affine"))
     # other reference classes see the same affine-template structure
@@ -222,7 +222,7 @@ def test_random_family_is_not_ideal():
     for k, m, d in ((2, 2, 3), (3, 3, 3), (3, 2, 1)):
         fam = _random_family(rng, k, m, d)
         for form in ("symmetric", "affine"):
-            assert float(ideal_residuals(fam, form=form)["features"]) > 1e-2
+            assert float(ideal_residuals(fam, form=form).features) > 1e-2
             assert not bool(is_ideal(fam, form=form))
 
 
@@ -233,8 +233,8 @@ def test_perturbed_base_rates_are_not_ideal():
     pr[1, 1] -= 0.01
     bad = GaussianFamily(pr, fam.means, fam.covs)
     res = ideal_residuals(bad, form="affine")
-    assert float(res["priors"]) > 1e-3
-    assert float(res["features"]) < 1e-9
+    assert float(res.priors) > 1e-3
+    assert float(res.features) < 1e-9
     assert not bool(is_ideal(bad, form="affine"))
     assert not bool(is_ideal(bad, form="symmetric"))
 
@@ -252,7 +252,7 @@ def test_affine_k2_uses_higher_moments():
         covs[1, a] = g
         means[1, a] = deltas[a]
     fam = GaussianFamily(np.full((2, 2), 0.25), means, covs)
-    assert float(ideal_residuals(fam, form="affine")["features"]) > 0.1
+    assert float(ideal_residuals(fam, form="affine").features) > 0.1
     # the same δ in both groups up to a symmetry of G (a sign flip) is ideal
     means[1, 1] = np.array([0.0, -1.0, 0.0])
     fam = GaussianFamily(np.full((2, 2), 0.25), means, covs)
@@ -288,9 +288,9 @@ def test_residuals_batched_and_jit():
         for b, f in enumerate(fams):
             single = _np(ideal_residuals(f, form=form))
             for key in ("priors", "features"):
-                assert res[key].shape == (2,)
-                np.testing.assert_allclose(res[key][b], single[key], rtol=1e-10, atol=1e-13)
-                np.testing.assert_allclose(jitted[key][b], single[key], rtol=1e-10, atol=1e-13)
+                assert getattr(res, key).shape == (2,)
+                np.testing.assert_allclose(getattr(res, key)[b], getattr(single, key), rtol=1e-10, atol=1e-13)
+                np.testing.assert_allclose(getattr(jitted, key)[b], getattr(single, key), rtol=1e-10, atol=1e-13)
     np.testing.assert_array_equal(is_ideal(batched, form="affine"), [True, False])
 
 
@@ -314,7 +314,7 @@ def test_exact_rates_match_brute_force_quadrature_k2():
     fam = _random_univariate(rng, 2, 3)
     costs = COSTS_2 + [np.array([[0.2, 1.5], [2.0, -0.3]]), np.array([[1.0, 0.0], [0.0, 1.0]])]
     for cost in costs:
-        exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost))["confusion"])
+        exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost)).confusion)
         brute = _brute_confusion(fam, cost)
         np.testing.assert_allclose(exact, brute, atol=1e-7, rtol=0)
         np.testing.assert_allclose(exact.sum(axis=-1), 1.0, atol=1e-13)
@@ -324,7 +324,7 @@ def test_exact_rates_match_brute_force_quadrature_k3_general_cost():
     rng = np.random.default_rng(9)
     fam = _random_univariate(rng, 3, 2)
     for cost in (1.0 - np.eye(3), rng.uniform(size=(3, 3))):
-        exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost))["confusion"])
+        exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost)).confusion)
         np.testing.assert_allclose(exact, _brute_confusion(fam, cost), atol=1e-7, rtol=0)
 
 
@@ -339,7 +339,7 @@ def test_exact_rates_match_brute_force_quadrature_k3_general_cost():
 def test_exact_rates_extreme_univariate_families(means, stds):
     fam = GaussianFamily.univariate([[0.3, 0.2], [0.2, 0.3]], means, stds)
     cost = np.array([[0.0, 1.0], [2.0, 0.0]])
-    exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost))["confusion"])
+    exact = np.asarray(bayes_rates_1d(fam, jnp.asarray(cost)).confusion)
     np.testing.assert_allclose(exact, _brute_confusion(fam, cost), atol=1e-7, rtol=0)
 
 
@@ -347,9 +347,9 @@ def test_float32_inputs():
     fam = _random_univariate(np.random.default_rng(17), 2, 2).astype(jnp.float32)
     cost = jnp.array([[0.0, 1.0], [2.0, 0.0]], jnp.float32)
     r32 = bayes_rates_1d(fam, cost)
-    assert r32["confusion"].dtype == jnp.float32
+    assert r32.confusion.dtype == jnp.float32
     r64 = bayes_rates_1d(fam.astype(jnp.float64), cost.astype(jnp.float64))
-    np.testing.assert_allclose(r32["confusion"], r64["confusion"], atol=1e-6)
+    np.testing.assert_allclose(r32.confusion, r64.confusion, atol=1e-6)
     ideal = _symmetric_ideal(np.random.default_rng(18), rotate_group=1).astype(jnp.float32)
     assert bool(is_ideal(ideal, form="affine", atol=1e-4))
     assert not bool(is_ideal(ideal, form="symmetric", atol=1e-4))
@@ -358,10 +358,10 @@ def test_float32_inputs():
 def test_degenerate_costs():
     fam = _random_univariate(np.random.default_rng(10), 2, 2)
     always_one = bayes_rates_1d(fam, jnp.array([[1.0, 0.0], [1.0, 0.0]]))
-    np.testing.assert_allclose(always_one["confusion"][..., 1], 1.0, atol=1e-15)
-    np.testing.assert_allclose(always_one["error"], 0.0, atol=1e-15)
+    np.testing.assert_allclose(always_one.confusion[..., 1], 1.0, atol=1e-15)
+    np.testing.assert_allclose(always_one.error, 0.0, atol=1e-15)
     always_zero = bayes_rates_1d(fam, jnp.zeros((2, 2)))  # ties go to class 0
-    np.testing.assert_allclose(always_zero["confusion"][..., 0], 1.0, atol=1e-15)
+    np.testing.assert_allclose(always_zero.confusion[..., 0], 1.0, atol=1e-15)
 
 
 def test_exact_rates_match_monte_carlo():
@@ -371,11 +371,11 @@ def test_exact_rates_match_monte_carlo():
     for fam, cost in cases:
         exact = _np(bayes_rates_1d(fam, cost))
         mc = _np(bayes_rates_mc(fam, cost, jax.random.PRNGKey(0)))
-        se = np.maximum(np.asarray(mc["confusion_se"]), 1e-12)
-        assert np.all(np.abs(exact["confusion"] - mc["confusion"]) <= 4 * se + 1e-12)
-        assert abs(float(exact["error"] - mc["error"])) <= 4 * float(mc["error_se"])
-        pse = np.maximum(np.asarray(mc["positive_rate_se"]), 1e-12)
-        assert np.all(np.abs(exact["positive_rate"] - mc["positive_rate"]) <= 4 * pse + 1e-12)
+        se = np.maximum(np.asarray(mc.confusion_se), 1e-12)
+        assert np.all(np.abs(exact.confusion - mc.confusion) <= 4 * se + 1e-12)
+        assert abs(float(exact.error - mc.error)) <= 4 * float(mc.error_se)
+        pse = np.maximum(np.asarray(mc.positive_rate_se), 1e-12)
+        assert np.all(np.abs(exact.positive_rate - mc.positive_rate) <= 4 * pse + 1e-12)
 
 
 def test_ideal_univariate_family_has_zero_gaps():
@@ -385,12 +385,12 @@ def test_ideal_univariate_family_has_zero_gaps():
     for cost in COSTS_2:
         r = _np(bayes_rates_1d(fam, jnp.asarray(cost)))
         for key in ("tpr_gap", "fpr_gap", "dp_gap", "eo_gap"):
-            assert float(r[key]) < 1e-10, (cost, key, r[key])
-        assert 0.01 < float(r["positive_rate"][0, 1]) < 0.99  # a non-trivial rule
+            assert float(getattr(r, key)) < 1e-10, (cost, key, getattr(r, key))
+        assert 0.01 < float(r.positive_rate[0, 1]) < 0.99  # a non-trivial rule
     bad = _random_univariate(rng, 2, 3)
     for cost in COSTS_2:
         r = _np(bayes_rates_1d(bad, jnp.asarray(cost)))
-        assert float(r["tpr_gap"]) > 0.01 and float(r["fpr_gap"]) > 0.01 and float(r["dp_gap"]) > 0.01
+        assert float(r.tpr_gap) > 0.01 and float(r.fpr_gap) > 0.01 and float(r.dp_gap) > 0.01
 
 
 def test_ideal_univariate_family_k3_general_cost():
@@ -398,8 +398,8 @@ def test_ideal_univariate_family_k3_general_cost():
     fam = _univariate_ideal(rng, k=3, m=3, decreasing_group=2)
     for cost in (1.0 - np.eye(3), rng.uniform(size=(3, 3))):
         r = _np(bayes_rates_1d(fam, jnp.asarray(cost)))
-        assert float(np.max(r["confusion_gap"])) < 1e-10
-        assert float(np.max(r["positive_rate_gap"])) < 1e-10
+        assert float(np.max(r.confusion_gap)) < 1e-10
+        assert float(np.max(r.positive_rate_gap)) < 1e-10
 
 
 def test_jit_and_batching_match():
@@ -412,20 +412,20 @@ def test_jit_and_batching_match():
     eager = _np(bayes_rates_1d(batched, cost))
     jitted = _np(jax.jit(bayes_rates_1d)(batched, cost))
     singles = [_np(bayes_rates_1d(f, cost)) for f in fams]
-    for key, v in eager.items():
-        np.testing.assert_allclose(jitted[key], v, rtol=1e-12, atol=1e-14)
+    for key, v in eager._asdict().items():
+        np.testing.assert_allclose(getattr(jitted, key), v, rtol=1e-12, atol=1e-14)
         for b in range(len(fams)):
-            np.testing.assert_allclose(v[b], singles[b][key], rtol=1e-12, atol=1e-14)
-    assert eager["confusion"].shape == (3, 3, 2, 2)
-    assert eager["positive_rate"].shape == (3, 3, 2)
-    assert eager["error"].shape == (3,)
+            np.testing.assert_allclose(v[b], getattr(singles[b], key), rtol=1e-12, atol=1e-14)
+    assert eager.confusion.shape == (3, 3, 2, 2)
+    assert eager.positive_rate.shape == (3, 3, 2)
+    assert eager.error.shape == (3,)
 
     # Monte Carlo: same key for every batch member, so a batch equals a loop
     mc = _np(bayes_rates_mc(batched, cost, jax.random.PRNGKey(1), n=2000))
     for b, f in enumerate(fams):
         single = _np(bayes_rates_mc(f, cost, jax.random.PRNGKey(1), n=2000))
-        np.testing.assert_allclose(mc["confusion"][b], single["confusion"], atol=1e-12)
-        np.testing.assert_allclose(mc["eo_gap_se"][b], single["eo_gap_se"], atol=1e-12)
+        np.testing.assert_allclose(mc.confusion[b], single.confusion, atol=1e-12)
+        np.testing.assert_allclose(mc.eo_gap_se[b], single.eo_gap_se, atol=1e-12)
 
 
 def test_lognormal_family_rates_equal_gaussian_on_log_scale():
@@ -433,7 +433,7 @@ def test_lognormal_family_rates_equal_gaussian_on_log_scale():
     logfam = fam.replace(lognormal=True)
     cost = jnp.array([[0.0, 1.0], [2.0, 0.0]])
     a, b = bayes_rates_1d(fam, cost), bayes_rates_1d(logfam, cost)
-    np.testing.assert_allclose(a["confusion"], b["confusion"], atol=1e-15)
+    np.testing.assert_allclose(a.confusion, b.confusion, atol=1e-15)
 
 
 def test_rates_input_errors():
@@ -471,12 +471,12 @@ def test_multivariate_ideal_family_has_zero_gaps_monte_carlo(k):
     for cost in costs:
         cost = jnp.asarray(cost)
         mc = _np(bayes_rates_mc(ideal, cost, key, n=60_000))
-        assert np.all(mc["confusion_gap"] <= 4 * mc["confusion_gap_se"] + 1e-12)
-        assert np.all(mc["positive_rate_gap"] <= 4 * mc["positive_rate_gap_se"] + 1e-12)
-        assert float(mc["eo_gap"]) <= 4 * float(mc["eo_gap_se"]) + 1e-12
-        assert float(mc["dp_gap"]) <= 4 * float(mc["dp_gap_se"]) + 1e-12
+        assert np.all(mc.confusion_gap <= 4 * mc.confusion_gap_se + 1e-12)
+        assert np.all(mc.positive_rate_gap <= 4 * mc.positive_rate_gap_se + 1e-12)
+        assert float(mc.eo_gap) <= 4 * float(mc.eo_gap_se) + 1e-12
+        assert float(mc.dp_gap) <= 4 * float(mc.dp_gap_se) + 1e-12
         orig = _np(bayes_rates_mc(original, cost, key, n=60_000))
-        assert float(orig["eo_gap"]) > 6 * float(orig["eo_gap_se"])
+        assert float(orig.eo_gap) > 6 * float(orig.eo_gap_se)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -565,9 +565,9 @@ def test_bayes_rates_linear_matches_monte_carlo(rng, cost):
     C = jnp.array(cost, float)
     exact = ideal_mod.bayes_rates_linear(fam, C)
     mc = ideal_mod.bayes_rates_mc(fam, C, jax.random.PRNGKey(1), 200_000)
-    tol = 5 * np.maximum(np.asarray(mc["confusion_se"]), 1e-4)
-    assert np.all(np.abs(np.asarray(exact["confusion"]) - np.asarray(mc["confusion"])) <= tol)
-    assert abs(float(exact["error"]) - float(mc["error"])) <= 5 * float(mc["error_se"]) + 1e-6
+    tol = 5 * np.maximum(np.asarray(mc.confusion_se), 1e-4)
+    assert np.all(np.abs(np.asarray(exact.confusion) - np.asarray(mc.confusion)) <= tol)
+    assert abs(float(exact.error) - float(mc.error)) <= 5 * float(mc.error_se) + 1e-6
 
 
 def test_bayes_rates_linear_equals_exact_1d_and_batches(rng):
@@ -578,9 +578,9 @@ def test_bayes_rates_linear_equals_exact_1d_and_batches(rng):
     lin = ideal_mod.bayes_rates_linear(fam, C)
     one = ideal_mod.bayes_rates_1d(fam, C)
     for key in ("confusion", "error", "eo_gap", "dp_gap"):
-        np.testing.assert_allclose(lin[key], one[key], atol=1e-12)
-    loop = [ideal_mod.bayes_rates_linear(fam[j], C)["eo_gap"] for j in range(3)]
-    np.testing.assert_allclose(lin["eo_gap"], loop, atol=1e-14)
+        np.testing.assert_allclose(getattr(lin, key), getattr(one, key), atol=1e-12)
+    loop = [ideal_mod.bayes_rates_linear(fam[j], C).eo_gap for j in range(3)]
+    np.testing.assert_allclose(lin.eo_gap, loop, atol=1e-14)
 
 
 def test_bayes_rates_linear_errors(rng):
@@ -602,4 +602,4 @@ def test_bayes_predict_matches_rule(rng):
     post = logf[np.arange(200), :, np.asarray(a)] + np.log(np.asarray(fam.base_rates)[:, np.asarray(a)].T)
     np.testing.assert_array_equal(pred, post.argmax(-1))
     mc = ideal_mod.bayes_rates_mc(fam, 1 - jnp.eye(3), jax.random.PRNGKey(2), 50_000)
-    assert abs(float(np.mean(pred != np.asarray(y))) - float(mc["error"])) < 0.1
+    assert abs(float(np.mean(pred != np.asarray(y))) - float(mc.error)) < 0.1

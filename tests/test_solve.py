@@ -198,8 +198,8 @@ def test_univariate_target_exactly_fair(intervention, form):
         for cost in COSTS:
             after = ideal.bayes_rates_1d(sol.target[b], cost)
             for key in ("tpr_gap", "fpr_gap", "dp_gap"):
-                assert float(after[key]) < 1e-9, (key, float(after[key]))
-    before = [float(ideal.bayes_rates_1d(fam[b], COSTS[1])["eo_gap"]) for b in range(N_BATCH)]
+                assert float(getattr(after, key)) < 1e-9, (key, float(getattr(after, key)))
+    before = [float(ideal.bayes_rates_1d(fam[b], COSTS[1]).eo_gap) for b in range(N_BATCH)]
     assert max(before) > 0.01
 
 
@@ -212,9 +212,9 @@ def test_multivariate_target_fair_by_monte_carlo(intervention, form):
     for cost in COSTS:
         after = ideal.bayes_rates_mc(sol.target[0], cost, key, n=100_000)
         for key_ in ("tpr_gap", "fpr_gap", "dp_gap"):
-            assert float(after[key_]) <= 4 * float(after[key_ + "_se"]) + 1e-12, key_
+            assert float(getattr(after, key_)) <= 4 * float(getattr(after, key_ + "_se")) + 1e-12, key_
     before = ideal.bayes_rates_mc(fam[0], COSTS[1], key, n=100_000)
-    assert float(before["eo_gap"]) > 6 * float(before["tpr_gap_se"])
+    assert float(before.eo_gap) > 6 * float(before.tpr_gap_se)
 
 
 # ---------------------------------------------------------------------------------------------

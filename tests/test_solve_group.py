@@ -121,3 +121,49 @@ def test_newton_cg_does_not_stall_in_the_rounding_regime_on_real_embeddings():
     sol = js.nearest_ideal(fam, intervention="affirmative", form="symmetric", reference=1)
     assert bool(sol.converged), float(sol.residual)
     assert float(sol.residual) <= 1e-10 and int(sol.iterations) <= 20
+
+
+# ------------------------------------------------------------------------------------------------
+# the shared factorisations (jaxsteer.solve._decomp)
+
+
+def test_geig_diagonalises_both(rng):
+    from jaxsteer.solve import _decomp
+
+    d = 5
+    x, y = rng.normal(size=(d, d)), rng.normal(size=(d, d - 2))
+    X = x @ x.T + 0.5 * np.eye(d)
+    Y = y @ y.T  # PSD, rank d - 2
+    L, theta = _decomp.geig(jnp.asarray(X), jnp.asarray(Y))
+    np.testing.assert_allclose(L.T @ X @ L, np.eye(d), atol=1e-10)
+    np.testing.assert_allclose(L.T @ Y @ L, np.diag(theta), atol=1e-10)
+    assert float(jnp.min(theta)) >= 0.0
+    np.testing.assert_allclose(np.sort(theta), np.sort(np.linalg.eigvals(np.linalg.solve(X, Y)).real), atol=1e-10)
+    iL = _decomp.inverse_cholesky(jnp.asarray(X))
+    np.testing.assert_allclose(iL.T @ iL, np.linalg.inv(X), atol=1e-10)
+
+
+def test_logabsdet_on_the_domain_of_each_form(rng):
+    from jaxsteer.solve import _decomp
+
+    d = 4
+    a = rng.normal(size=(d, d))
+    spd = a @ a.T + np.eye(d)
+    indefinite = np.diag([1.0, -2.0, 3.0, 4.0])
+    for A in (spd, a, indefinite):
+        ld = np.linalg.slogdet(A)[1]
+        np.testing.assert_allclose(_decomp.logabsdet(jnp.asarray(A), False), ld, rtol=1e-12)
+        inv, ld2 = _decomp.inverse_and_logabsdet(jnp.asarray(A), False)
+        np.testing.assert_allclose(ld2, ld, rtol=1e-12)
+        np.testing.assert_allclose(inv, np.linalg.inv(A), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(_decomp.logabsdet(jnp.asarray(spd), True), np.linalg.slogdet(spd)[1], rtol=1e-12)
+    # the symmetric form's domain is positive definite: an indefinite map is outside (-inf), in every
+    # way `symmetric` can be given (Python bool, concrete array, traced)
+    assert float(_decomp.logabsdet(jnp.asarray(indefinite), True)) == -np.inf
+    assert float(_decomp.logabsdet(jnp.asarray(indefinite), jnp.asarray(True))) == -np.inf
+    traced = jax.jit(_decomp.logabsdet)(jnp.asarray(indefinite), jnp.asarray(True))
+    assert float(traced) == -np.inf
+    assert float(_decomp.inverse_and_logabsdet(jnp.asarray(indefinite), True)[1]) == -np.inf
+    assert float(_decomp.logabsdet(jnp.zeros((d, d)), False)) == -np.inf
+    assert _decomp.static_bool(jnp.asarray(True)) is True
+    assert jax.jit(lambda s: jnp.asarray(_decomp.static_bool(s) is None))(jnp.asarray(True))

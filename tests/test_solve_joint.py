@@ -25,13 +25,13 @@ def test_joint_cg_matches_dense(shape, seed, symmetric):
     q, mu, S = (jnp.asarray(x) for x in oracles.random_family(np.random.default_rng(seed), k, m, d))
     dense = _solve(q, mu, S, symmetric, "dense")
     cg = _solve(q, mu, S, symmetric, "cg")
-    assert int(dense["status"]) == js.Status.CONVERGED, float(dense["residual"])
-    assert int(cg["status"]) == js.Status.CONVERGED, float(cg["residual"])
-    kl = lambda o: float(o["kl_features"] + o["kl_priors"])  # noqa: E731
+    assert int(dense.status) == js.Status.CONVERGED, float(dense.residual)
+    assert int(cg.status) == js.Status.CONVERGED, float(cg.residual)
+    kl = lambda o: float(o.target.kl_features + o.target.kl_priors)  # noqa: E731
     np.testing.assert_allclose(kl(cg), kl(dense), rtol=1e-10)
-    np.testing.assert_allclose(cg["priors"], dense["priors"], atol=1e-8)
-    np.testing.assert_allclose(cg["means"], dense["means"], atol=1e-6)
-    np.testing.assert_allclose(cg["covs"], dense["covs"], atol=1e-6)
+    np.testing.assert_allclose(cg.target.priors, dense.target.priors, atol=1e-8)
+    np.testing.assert_allclose(cg.target.means, dense.target.means, atol=1e-6)
+    np.testing.assert_allclose(cg.target.covs, dense.target.covs, atol=1e-6)
 
 
 def test_joint_option_is_checked():

@@ -71,6 +71,7 @@ from jax.scipy.special import ndtr  # noqa: E402
 
 import jaxsteer as js  # noqa: E402
 from jaxsteer import ideal  # noqa: E402
+from jaxsteer.bayes import BayesRates  # noqa: E402
 
 #: The case-study family (also ``jaxsteer example``'s): ``[i, a]`` = class ``i``, group ``a``.
 PRIORS = [[0.30, 0.25], [0.10, 0.35]]
@@ -263,8 +264,8 @@ def _params(f: js.GaussianFamily) -> dict:
                 stds=np.sqrt(np.asarray(f.covs[..., 0, 0])).tolist())
 
 
-def _rates(rates: dict, idx) -> dict:
-    return {key: float(rates[key][idx]) for key in ("error", "dp_gap", "eo_gap", "tpr_gap", "fpr_gap")}
+def _rates(rates: BayesRates, idx) -> dict:
+    return {key: float(getattr(rates, key)[idx]) for key in ("error", "dp_gap", "eo_gap", "tpr_gap", "fpr_gap")}
 
 
 def run(sweep: int = 1000, seed: int = 0, progress=print) -> dict:
@@ -345,17 +346,17 @@ def run(sweep: int = 1000, seed: int = 0, progress=print) -> dict:
             if name in solutions:
                 entry["converged"] = float(np.mean(np.asarray(solutions[name].converged)[sl]))
             for c in costs:
-                d_err = np.asarray(rates[name][c]["error"])[sl] - np.asarray(rates["original"][c]["error"])[sl]
+                d_err = np.asarray(rates[name][c].error)[sl] - np.asarray(rates["original"][c].error)[sl]
                 entry[c] = dict(
                     frac_error_not_higher=float(np.mean(d_err <= 1e-12)),
                     d_error_min=float(d_err.min()), d_error_median=float(np.median(d_err)),
                     d_error_max=float(d_err.max()),
-                    max_dp_gap=float(np.max(np.asarray(rates[name][c]["dp_gap"])[sl])),
-                    max_eo_gap=float(np.max(np.asarray(rates[name][c]["eo_gap"])[sl])),
+                    max_dp_gap=float(np.max(np.asarray(rates[name][c].dp_gap)[sl])),
+                    max_eo_gap=float(np.max(np.asarray(rates[name][c].eo_gap)[sl])),
                 )
             sweep_rows.append(entry)
-        orig = {c: dict(median_dp_gap=float(np.median(np.asarray(rates["original"][c]["dp_gap"])[sl])),
-                        median_eo_gap=float(np.median(np.asarray(rates["original"][c]["eo_gap"])[sl])))
+        orig = {c: dict(median_dp_gap=float(np.median(np.asarray(rates["original"][c].dp_gap)[sl])),
+                        median_eo_gap=float(np.median(np.asarray(rates["original"][c].eo_gap)[sl])))
                 for c in costs}
     else:
         orig = {}

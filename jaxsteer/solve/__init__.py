@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -220,15 +220,14 @@ def nearest_ideal(
         return x.reshape(batch + x.shape[1:])
 
     out = jax.tree_util.tree_map(unflat, out)
-    target = GaussianFamily(priors=out["priors"], means=out["means"], covs=out["covs"],
-                            lognormal=family.lognormal, validate=False)
+    t = out.target
+    target = GaussianFamily(priors=t.priors, means=t.means, covs=t.covs, lognormal=family.lognormal, validate=False)
     return Solution(
-        target=target, kl=out["kl_priors"] + out["kl_features"], kl_features=out["kl_features"],
-        kl_priors=out["kl_priors"], subgroup_kl=out["subgroup_kl"],
-        template=Template(out["nu"], out["Gamma"], out["pi"]),
-        maps=AffineMaps(out["A"], out["b"]), weights=out["priors"] / family.priors,
-        converged=out["status"] == Status.CONVERGED, iterations=out["iterations"], residual=out["residual"],
-        status=out["status"], intervention=intervention, form=form, reference=int(reference),
+        target=target, kl=t.kl_priors + t.kl_features, kl_features=t.kl_features, kl_priors=t.kl_priors,
+        subgroup_kl=t.subgroup_kl, template=Template(out.nu, out.Gamma, out.pi), maps=AffineMaps(out.A, out.b),
+        weights=t.priors / family.priors,
+        converged=out.status == Status.CONVERGED, iterations=out.iterations, residual=out.residual,
+        status=out.status, intervention=intervention, form=form, reference=int(reference),
         reference_class=int(reference_class),
     )
 
@@ -423,19 +422,18 @@ def _affirmative_one(q, mu, S, reference, *, reference_class, symmetric, tol, ma
     # Envelope theorem: the value at the solution, solution held fixed (the reference map is a
     # function of θ and must stay one).
     B_val = jnp.where(is_ref, B_ref[None], jax.lax.stop_gradient(raw.B))
-    out = _assemble(q, sg, tpl, B, B_val, q_t)
+    target = _assemble(q, sg, tpl, B, B_val, q_t)
     # Template in the reference group's own coordinates: z' = Σ_cr^{-1/2}(z − μ_cr).
     A_w, b_w = B[:, :, :-1], B[:, :, -1]
     A = A_w @ inv_root
     b = b_w - jnp.einsum("aij,j->ai", A, mu[c, r])
-    out.update(
-        A=A, b=b, nu=mu[:, r], Gamma=S[:, r], pi=q[:, r] / jnp.sum(q[:, r]),
+    return _common.Solved(
+        target, A=A, b=b, nu=mu[:, r], Gamma=S[:, r], pi=q[:, r] / jnp.sum(q[:, r]),
         status=raw.status, iterations=raw.iterations, residual=raw.residual,
     )
-    return out
 
 
-def _assemble(q, sg, tpl, B, B_val, q_t) -> dict[str, Any]:
+def _assemble(q, sg, tpl, B, B_val, q_t) -> _common.TargetKL:
     """Target family from maps ``B`` (implicit derivatives) and KL values from ``B_val`` (envelope)."""
 
     def target_moments(Bx):
@@ -449,6 +447,5 @@ def _assemble(q, sg, tpl, B, B_val, q_t) -> dict[str, Any]:
     sub = gaussian_kl(m_val, c_val, sg.mu, sg.S)
     kl_features = jnp.sum(q_t * sub)
     kl_priors = jnp.sum(q_t * (jnp.log(q_t) - jnp.log(q)))
-    return dict(priors=q_t, means=means, covs=covs, kl_features=kl_features, kl_priors=kl_priors,
-                subgroup_kl=sub)
+    return _common.TargetKL(q_t, means, covs, kl_features, kl_priors, sub)
 

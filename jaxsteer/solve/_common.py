@@ -9,7 +9,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from jaxsteer import _linalg
-from jaxsteer.solve import _group
+from jaxsteer.solve import _decomp, _group
 
 
 class Subgroups(NamedTuple):
@@ -19,6 +19,40 @@ class Subgroups(NamedTuple):
     S: jax.Array
     P: jax.Array
     logdet: jax.Array
+
+
+class TargetKL(NamedTuple):
+    """The ideal target of one problem and its KL to the family (unbatched).
+
+    ``priors [k, m]``, ``means [k, m, d]``, ``covs [k, m, d, d]``; ``kl_features`` and ``kl_priors``
+    ``[]``; ``subgroup_kl [k, m]``.
+    """
+
+    priors: jax.Array
+    means: jax.Array
+    covs: jax.Array
+    kl_features: jax.Array
+    kl_priors: jax.Array
+    subgroup_kl: jax.Array
+
+
+class Solved(NamedTuple):
+    """One problem solved by an intervention (unbatched), as :func:`jaxsteer.nearest_ideal` reads it.
+
+    The ideal ``target`` and its KL (:class:`TargetKL`), the maps ``A [m, d, d]``, ``b [m, d]`` from
+    template to group coordinates, the template ``nu [k, d]``, ``Gamma [k, d, d]`` and base rates
+    ``pi [k]``, and the solve's ``status``, ``iterations`` and ``residual``.
+    """
+
+    target: TargetKL
+    A: jax.Array
+    b: jax.Array
+    nu: jax.Array
+    Gamma: jax.Array
+    pi: jax.Array
+    status: jax.Array
+    iterations: jax.Array
+    residual: jax.Array
 
 
 def subgroups(means, covs) -> Subgroups:
@@ -82,7 +116,7 @@ def symmetric_start(prob: _group.GroupProblem, S_ca) -> jax.Array:
     Cbar = _linalg.sym(jnp.einsum("k,kij->ij", w, prob.G) + jnp.einsum("k,ki,kj->ij", w, du, du))
     # One generalised eigendecomposition: with Lᵀ C̄ L = I and Lᵀ (P̄/W) L = Θ, A = L Θ^{-1/2} Lᵀ
     # satisfies A C̄ A = L Θ⁻¹ Lᵀ = W P̄⁻¹.
-    L, theta = _group._geig(Cbar, Pbar / W)
+    L, theta = _decomp.geig(Cbar, Pbar / W)
     pooled = _group.with_offset(prob, _linalg.sym((L / jnp.sqrt(theta)) @ L.T))
     ref = _group.with_offset(prob, _linalg.psd_sqrt(S_ca))
     better = _group.value(prob, pooled) < _group.value(prob, ref)

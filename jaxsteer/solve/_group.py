@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsteer import _linalg
-from jaxsteer.solve import _engine
+from jaxsteer.solve import _decomp, _engine
 from jaxsteer.solve._engine import Point, Status
 
 
@@ -79,24 +79,6 @@ def split(B):
     return B[..., :, :-1], B[..., :, -1]
 
 
-def _logabsdet(A, symmetric):
-    """``ln|det A|``; ``−inf`` where ``A`` is singular, or (symmetric form) not positive definite.
-    Only the form's factorisation is compiled where ``symmetric`` is known at trace time."""
-
-    def chol():
-        ld = _linalg.chol_logdet(jnp.linalg.cholesky(_linalg.sym(A)))
-        return jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
-
-    def general():
-        sign, ld = jnp.linalg.slogdet(A)
-        return jnp.where(sign == 0, -jnp.inf, ld)
-
-    static = _static_bool(symmetric)
-    if static is not None:
-        return chol() if static else general()
-    return jnp.where(symmetric, chol(), general())
-
-
 def subgroup_kls(prob: GroupProblem, B) -> jax.Array:
     """``KL(N(A u_i + b, A G_i Aᵀ) ‖ N(μ_i, Σ_i))`` for every class, ``[k]``."""
     A, b = split(B)
@@ -105,7 +87,7 @@ def subgroup_kls(prob: GroupProblem, B) -> jax.Array:
     AG = jnp.einsum("ij,kjl->kil", A, prob.G)  # [k, d, d]
     tr = jnp.einsum("kij,kjl,il->k", prob.P, AG, A)  # tr(P A G Aᵀ)
     maha = jnp.einsum("ki,kij,kj->k", e, prob.P, e)
-    ld = _logabsdet(A, prob.symmetric)
+    ld = _decomp.logabsdet(A, prob.symmetric)
     return 0.5 * (tr + maha - d + prob.logdet_S - prob.logdet_G - 2.0 * ld)
 
 
@@ -216,7 +198,7 @@ def newton(prob: GroupProblem, B0, *, tol, max_iter, method: str = "auto",
     d = B0.shape[0]
     if method not in ("auto", "dense", "cg"):
         raise ValueError(f"method: unknown value {method!r}; use 'auto', 'dense' or 'cg'.")
-    symmetric = _static_bool(prob.symmetric)
+    symmetric = _decomp.static_bool(prob.symmetric)
     symmetric = prob.symmetric if symmetric is None else symmetric
     A0 = B0[:, :-1]
     A0 = jnp.where(symmetric, _linalg.sym(A0), A0)
@@ -238,7 +220,7 @@ class DenseGroup(_engine.Problem):
     def __init__(self, prob: GroupProblem):
         self.prob = prob
         self.scale = jnp.sum(prob.w)
-        self.convex = _static_bool(prob.symmetric) is True
+        self.convex = _decomp.static_bool(prob.symmetric) is True
 
     def point(self, B) -> Point:
         g = gradient(self.prob, B)
@@ -271,14 +253,6 @@ class DenseGroup(_engine.Problem):
 #     Cholesky factor; affine ones from one LU factorisation.
 
 
-def _static_bool(x):
-    """``bool(x)`` when ``x`` is a trace-time constant, else ``None``."""
-    try:
-        return bool(x)
-    except jax.errors.ConcretizationTypeError:
-        return None
-
-
 class _Kron(NamedTuple):
     """Per-problem constants of the matrix-free kernel."""
 
@@ -298,12 +272,6 @@ class _Kron(NamedTuple):
     const: jax.Array  # ½ Σ_i w_i (ln det Σ_i − ln det G_i − d)
 
 
-def _inverse_cholesky(X):
-    """``L⁻¹`` for the lower Cholesky factor ``L`` of SPD ``X`` (so ``L⁻ᵀ L⁻¹ = X⁻¹``)."""
-    c = jnp.linalg.cholesky(X)
-    return jax.scipy.linalg.solve_triangular(c, jnp.eye(X.shape[-1], dtype=X.dtype), lower=True)
-
-
 def _kron_constants(prob: GroupProblem) -> _Kron:
     d = prob.u.shape[-1]
     w = prob.w
@@ -317,8 +285,8 @@ def _kron_constants(prob: GroupProblem) -> _Kron:
     const = 0.5 * jnp.sum(w * (prob.logdet_S - prob.logdet_G - d))
     Pbar = Pw / W
     Gs = prob.G + jnp.einsum("ki,kj->kij", du, du)
-    return _Kron(prob.P, w[:, None, None] * prob.G, prob.u, w, prob.mu, jnp.linalg.cholesky(Pw),
-                 Pbar, Cbar, _inverse_cholesky(Pbar), _inverse_cholesky(Cbar), jnp.linalg.cholesky(Cbar), Gs, W,
+    return _Kron(prob.P, w[:, None, None] * prob.G, prob.u, w, prob.mu, jnp.linalg.cholesky(Pw), Pbar, Cbar,
+                 _decomp.inverse_cholesky(Pbar), _decomp.inverse_cholesky(Cbar), jnp.linalg.cholesky(Cbar), Gs, W,
                  const)
 
 
@@ -353,39 +321,6 @@ class _Aux(NamedTuple):
     gb: jax.Array  # ∂F/∂b (zero up to rounding)
     Ainv: jax.Array
     ld: jax.Array  # ln|det A| (−inf outside the domain)
-
-
-def _inverse_and_logabsdet(A, symmetric):
-    """``(A⁻¹, ln|det A|)`` from one factorisation: Cholesky for the symmetric form (``−inf`` unless
-    positive definite), LU otherwise (``−inf`` if singular). ``symmetric`` may be traced (both)."""
-    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-
-    def chol():
-        c = jnp.linalg.cholesky(_linalg.sym(A))
-        ld = _linalg.chol_logdet(c)
-        return jax.scipy.linalg.cho_solve((c, True), eye), jnp.where(jnp.isfinite(ld), ld, -jnp.inf)
-
-    def lu():
-        lu_, piv = jax.scipy.linalg.lu_factor(A)
-        ld = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu_))))
-        return jax.scipy.linalg.lu_solve((lu_, piv), eye), jnp.where(jnp.isnan(ld), -jnp.inf, ld)
-
-    if symmetric is True:
-        return chol()
-    if symmetric is False:
-        return lu()
-    return jax.tree_util.tree_map(lambda s, g: jnp.where(symmetric, s, g), chol(), lu())
-
-
-def _geig_whitened(iL, Y):
-    """``L, θ`` with ``Lᵀ X L = I`` and ``Lᵀ Y L = diag(θ)``, from ``iL = chol(X)⁻¹`` (``Y`` PSD)."""
-    theta, U = jnp.linalg.eigh(_linalg.sym(iL @ Y @ iL.T))
-    return iL.T @ U, jnp.maximum(theta, 0.0)
-
-
-def _geig(X, Y):
-    """``L, θ`` with ``Lᵀ X L = I`` and ``Lᵀ Y L = diag(θ)`` (``X`` SPD, ``Y`` symmetric PSD)."""
-    return _geig_whitened(_inverse_cholesky(X), Y)
 
 
 class _Preconditioner(NamedTuple):
@@ -455,7 +390,7 @@ class KroneckerGroup(_engine.Problem):
         Pe = jnp.einsum("kij,kj->ki", K.P, e)
         gq = M + jnp.einsum("k,ki,kj->ij", K.w, Pe, K.u)
         gb = jnp.einsum("k,ki->i", K.w, Pe)
-        Ainv, ld = _inverse_and_logabsdet(A, self.symmetric)
+        Ainv, ld = _decomp.inverse_and_logabsdet(A, self.symmetric)
         F = 0.5 * jnp.sum(A * M) + 0.5 * jnp.sum(K.w * jnp.sum(e * Pe, axis=1)) + K.const - K.W * ld
         F = jnp.where(jnp.isnan(F), jnp.inf, F)
         g = self._sym(gq - K.W * Ainv.T)
@@ -486,8 +421,8 @@ class KroneckerGroup(_engine.Problem):
         if self.symmetric is False:
             return self._pair_preconditioner(pt)
         Q = jnp.where(self.symmetric, jnp.sqrt(K.W) * _linalg.sym(pt.aux.Ainv), 0.0)
-        Lm, th = _geig_whitened(K.Pbar_iL, Q)
-        Rm, ph = _geig_whitened(K.Cbar_iL, Q)
+        Lm, th = _decomp.geig_whitened(K.Pbar_iL, Q)
+        Rm, ph = _decomp.geig_whitened(K.Cbar_iL, Q)
         return _Preconditioner(Lm, Rm, 1.0 + th[:, None] * ph[None, :], Q)
 
     def _pair_preconditioner(self, pt: Point) -> _PairPreconditioner:
@@ -548,6 +483,6 @@ class KroneckerGroup(_engine.Problem):
 
     def trial(self, pt: Point, p, alpha, line):
         lin_q, curv_q = line
-        ld = _logabsdet(pt.x + alpha * p, self.symmetric)
+        ld = _decomp.logabsdet(pt.x + alpha * p, self.symmetric)
         return alpha * lin_q + 0.5 * alpha * alpha * curv_q - self.K.W * (ld - pt.aux.ld)
 

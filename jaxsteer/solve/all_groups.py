@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from jaxsteer import _linalg
 from jaxsteer.divergence import gaussian_kl
-from jaxsteer.solve import _common, _engine, _group, affirmative, closed_form
+from jaxsteer.solve import _common, _decomp, _engine, _group, affirmative, closed_form
 from jaxsteer.solve._engine import Point
 
 
@@ -131,10 +131,9 @@ ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
 #: Largest variable count ``m·d(d+1) + k`` of the joint phase (template eliminated) solved with a dense
-#: Hessian; larger problems use matrix-free Newton–CG. Measured (one problem, 2-core CPU, float64, same
-#: KL to 12 digits) before the template was eliminated from the dense phase: dense vs matrix-free
-#: n = 26 (d = 2) 0.02 vs 0.01 s; (k, m, d) = (2, 2, 4) 0.1–0.5 vs 0.1 s, affine 1–2.6 vs 0.1 s;
-#: (5, 3, 4) 2.6–15 vs 0.2 s; (2, 2, 16) 15–20 vs 0.15 s, affine 16 vs 1.2 s.
+#: Hessian (``jax.hessian``: ``n`` Hessian–vector products and an ``n × n`` solve per Newton step); larger
+#: problems use matrix-free Newton–CG. Timings of the two on single problems: benchmarks/README.md, "``all``:
+#: matrix-free joint phase".
 JOINT_DENSE_MAX_VARS = 48
 #: A run that does not converge while some base rate has fallen below this is reported as
 #: :attr:`Status.NO_MINIMISER` (the infimum lies on the boundary of the simplex). How far a run gets
@@ -287,8 +286,8 @@ def _group_factors(A, P, w, u, G, symmetric) -> _Factors:
     C = _linalg.sym(C.at[:d, :d].add(jnp.einsum("k,kij->ij", w, G)))
     Q = jnp.where(symmetric, jnp.sqrt(W) * _linalg.sym(jnp.linalg.inv(A)), 0.0)
     Z = jnp.zeros((d + 1, d + 1), A.dtype).at[:d, :d].set(Q)
-    Lm, th = _group._geig(Pbar, Q)
-    Rm, ph = _group._geig(C, Z)
+    Lm, th = _decomp.geig(Pbar, Q)
+    Rm, ph = _decomp.geig(C, Z)
     return _Factors(Pbar, C, Q, Z, Lm, Rm, 1.0 + th[:, None] * ph[None, :])
 
 
@@ -325,7 +324,7 @@ class JointProblem(_engine.Problem):
     def f(self, v):
         x = self.params(v)
         # Domain: every A_a invertible, and symmetric positive definite where the form asks for it.
-        ld = jax.vmap(_group._logabsdet)(x.B[:, :, :-1], self.sym_mask)
+        ld = jax.vmap(_decomp.logabsdet)(x.B[:, :, :-1], self.sym_mask)
         val = objective(x, self.q, self.sg)
         return jnp.where(jnp.all(jnp.isfinite(ld)) & jnp.isfinite(val), val, jnp.inf)
 
@@ -427,7 +426,8 @@ def _canonical_gauge(x: Params) -> Params:
 
 def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter, use_closed_form,
               max_outer, joint="auto", init=None, config=_engine.DEFAULT):
-    """Solve one (unbatched) ``all`` problem; returns the dict consumed by :func:`nearest_ideal`.
+    """Solve one (unbatched) ``all`` problem; returns the :class:`~jaxsteer.solve._common.Solved` that
+    :func:`nearest_ideal` reads.
 
     Cold: restarted from every group ``r`` as reference (its template and affirmative maps), the best
     kept. Warm (``init``: a :class:`Params` in the canonical gauge of :func:`_canonical_gauge`): one
@@ -477,9 +477,9 @@ def solve_one(q, mu, S, reference, *, reference_class, symmetric, tol, max_iter,
     q_val = x_val.pi[:, None] * p[None, :]
     means, covs = _targets(x)
     sub = subgroup_kls(x_val, sg)
-    return dict(
-        priors=q_t, means=means, covs=covs,
-        kl_features=jnp.sum(q_val * sub), kl_priors=jnp.sum(q_val * (jnp.log(q_val) - jnp.log(q))),
-        subgroup_kl=sub, A=x.B[:, :, :-1], b=x.B[:, :, -1], nu=x.u, Gamma=x.G, pi=x.pi,
+    target = _common.TargetKL(q_t, means, covs, kl_features=jnp.sum(q_val * sub),
+                              kl_priors=jnp.sum(q_val * (jnp.log(q_val) - jnp.log(q))), subgroup_kl=sub)
+    return _common.Solved(
+        target, A=x.B[:, :, :-1], b=x.B[:, :, -1], nu=x.u, Gamma=x.G, pi=x.pi,
         status=run.status, iterations=run.iterations, residual=run.residual,
     )
