@@ -24,7 +24,9 @@ from jaxsteer import _validate
 __all__ = ["NotFittedError", "BaseSteerer", "encode", "as_matrix", "like_input", "float64", "FLOAT64_METHODS"]
 
 #: The estimator methods that :class:`BaseSteerer` subclasses run with float64 enabled.
-FLOAT64_METHODS = ("fit", "partial_fit", "transform", "fit_transform", "inverse_transform", "sample_weight", "report")
+FLOAT64_METHODS = (
+    "fit", "partial_fit", "transform", "fit_transform", "inverse_transform", "sample_weight", "report", "with_map",
+)
 
 
 def float64(method):

@@ -425,7 +425,7 @@ def _apply(args) -> int:
             print(f"--unknown ignore: values not seen in fitting encoded as all-zero indicators in {per}", flush=True)
     X = layout.encode(tab, path, na=na, unknown=args.unknown)
     _setup_jax()
-    out = layout.decode(maps.transform(X, a, y))
+    out = layout.decode(maps.transform_codes(X, a, y))
     if not np.all(np.isfinite(out)):
         j = int(np.argmax(~np.all(np.isfinite(out), axis=1)))
         raise UsageError(f"{path}: steering gave non-finite values at {tab.where(j)}; check that row for extreme values.")

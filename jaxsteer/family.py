@@ -334,9 +334,17 @@ def _check_values(priors, means, covs):
     bad |= eig[..., -1] <= 0
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        lo, hi = eig[idx][0], eig[idx][-1]
+        if s.dtype != np.float64 and hi > 0 and lo > _pd_floor(np.float64, d) * hi:
+            fix = (f"It is positive definite, but its condition number {hi / lo:.3g} is beyond what {s.dtype} "
+                   f"factorisations resolve (at most {1 / _pd_floor(s.dtype, d):.3g} at d={d}): work in float64 "
+                   "(jax.config.update('jax_enable_x64', True), or jaxsteer.Steerer, which always does), "
+                   "or shrink the covariance further.")
+        else:
+            fix = "Add shrinkage or a ridge (Σ + εI)."
         raise ValueError(
             f"covs: every covariance must be positive definite; covs{list(idx)} has eigenvalues in "
-            f"[{eig[idx][0]:.3g}, {eig[idx][-1]:.3g}]. Add shrinkage or a ridge (Σ + εI)."
+            f"[{lo:.3g}, {hi:.3g}]. {fix}"
         )
     p = p / total[..., None, None]
     return jnp.asarray(p, dtype=priors.dtype), jnp.asarray(s, dtype=covs.dtype)

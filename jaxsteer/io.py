@@ -532,7 +532,8 @@ def _jsonable(v):
 
 
 class LoadedMaps:
-    """Steering maps read back by :func:`load_steerer`: ``transform(X, a, y=None)`` like a Steerer.
+    """Steering maps read back by :func:`load_steerer`: ``transform(X, a, y=None)`` with labels, like
+    a Steerer, or ``transform_codes`` with integer codes.
 
     Attributes:
         meta: the JSON record; layout: the :class:`FeatureLayout`; classes, groups: the label and group
@@ -569,9 +570,13 @@ class LoadedMaps:
         """The missing-value tokens used in fitting (files from before they were recorded: the defaults)."""
         return na_values(self.meta.get("na_values", ()))
 
-    def transform(self, X, a_codes, y_codes=None) -> np.ndarray:
-        """Steer encoded ``X [n, d]`` with group codes ``a_codes [n]``: the subgroup maps when class
-        codes ``y_codes [n]`` are given, else the saved label-free group map. Returns ``[n, d]``.
+    def transform(self, X, a, y=None) -> np.ndarray:
+        """Steer encoded ``X [n, d]`` with group labels ``a [n]`` (the values seen in fitting, as
+        :meth:`Steerer.transform <jaxsteer.Steerer.transform>` takes them): the subgroup maps when
+        class labels ``y [n]`` are given, else the saved label-free group map. Returns ``[n, d]``.
+
+        Raises:
+            ValueError: a label not seen in fitting, naming the argument, the value and the known ones.
 
         Example:
             >>> import os, tempfile
@@ -579,8 +584,9 @@ class LoadedMaps:
             >>> from jaxsteer import Steerer
             >>> from jaxsteer.io import FeatureLayout, load_steerer, save_steerer
             >>> rng = np.random.default_rng(0)
-            >>> y, a = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
-            >>> cols = {"x1": [f"{v:.3f}" for v in rng.normal(size=500) + y + a],
+            >>> y = rng.integers(0, 2, 500)
+            >>> a = rng.choice(np.array(["F", "M"]), 500)
+            >>> cols = {"x1": [f"{v:.3f}" for v in rng.normal(size=500) + y + (a == "M")],
             ...         "x2": [f"{v:.3f}" for v in rng.normal(size=500) + y]}      # CSV columns (strings)
             >>> layout = FeatureLayout.fit(cols, ["x1", "x2"])
             >>> X = layout.encode(cols)                                           # [n, 2], standardised
@@ -588,12 +594,31 @@ class LoadedMaps:
             >>> tmp = tempfile.TemporaryDirectory()
             >>> save_steerer(os.path.join(tmp.name, "maps.npz"), st, layout)
             >>> maps = load_steerer(os.path.join(tmp.name, "maps.npz"))
-            >>> np.allclose(maps.transform(X, a), st.transform(X, a), atol=1e-5)   # a: codes 0, 1
+            >>> maps.groups.tolist()
+            ['F', 'M']
+            >>> np.allclose(maps.transform(X, a), st.transform(X, a), atol=1e-5)
+            True
+            >>> np.allclose(maps.transform_codes(X, (a == "M").astype(int)), st.transform(X, a), atol=1e-5)
             True
             >>> tmp.cleanup()
         """
+        from jaxsteer import _validate
+
+        n = np.shape(X)[0]
+        a_codes, _ = _validate.labels(a, self.groups, "a", n)
+        y_codes = None if y is None else _validate.labels(y, self.classes, "y", n)[0]
+        return self.transform_codes(X, a_codes, y_codes)
+
+    def transform_codes(self, X, a_codes, y_codes=None) -> np.ndarray:
+        """:meth:`transform` with integer codes (positions in :attr:`groups` and :attr:`classes`) in
+        place of labels."""
+        from jaxsteer import _validate
+
+        n = np.shape(X)[0]
+        a_codes = _validate.codes(a_codes, "a_codes", "group", n=n, size=len(self.groups))
         if y_codes is None:
             return np.asarray(self.group_map.apply(X, a_codes))
+        y_codes = _validate.codes(y_codes, "y_codes", "class", n=n, size=len(self.classes))
         return np.asarray(self.subgroup_map.apply(X, y_codes, a_codes))
 
 

@@ -537,8 +537,9 @@ def posterior_map(source: GaussianFamily, target) -> PosteriorMap:
     return PosteriorMap(source, subgroup_maps(source, target))
 
 
-def group_maps(source: GaussianFamily, solution, kind: str = "align"):
-    """The label-free group map of the given ``kind`` (``"align"``, ``"moment"``, ``"posterior"``).
+def group_maps(source: GaussianFamily, solution, map: str | None = None, *, kind: str | None = None):
+    """The label-free group map ``map`` (``"align"``, the default, ``"moment"`` or ``"posterior"``),
+    named as in ``Steerer(map=)`` (``kind=`` is its deprecated alias).
 
     Example:
         >>> import jax
@@ -554,6 +555,9 @@ def group_maps(source: GaussianFamily, solution, kind: str = "align"):
         >>> f.apply(X, a).shape
         (500, 1)
     """
+    kind = _validate.renamed(map, kind, new_name="map", old_name="kind", where="group_maps",
+                             why="as in Steerer(map=)")
+    kind = "align" if kind is None else kind
     if kind == "align":
         if not hasattr(solution, "maps"):
             raise TypeError("solution: map 'align' needs a Solution (with its maps), not a bare family.")
@@ -562,7 +566,7 @@ def group_maps(source: GaussianFamily, solution, kind: str = "align"):
         return moment_maps(source, solution)
     if kind == "posterior":
         return posterior_map(source, solution)
-    raise ValueError(f"kind: unknown group map {kind!r}; choose one of {MAP_KINDS}.")
+    raise ValueError(f"map: unknown group map {kind!r}; choose one of {MAP_KINDS}.")
 
 
 def sample_weights(solution_or_weights, y, a) -> jax.Array:

@@ -493,9 +493,7 @@ def select(
             st_c = st
             Ztr, Zv = np.asarray(st.transform(Xm, a_arr, y_arr)), Xv
         else:
-            st_c = copy.copy(st)  # shares the fitted family and solution; only the label-free map differs
-            st_c.map = cand.map
-            st_c.group_map_ = _maps.group_maps(st.family_, st.solution_, cand.map) if cand.map != st.map else st.group_map_
+            st_c = st.with_map(cand.map)  # shares the fitted family and solution
             Ztr, Zv = np.asarray(st_c.transform(Xm, a_arr)), np.asarray(st_c.transform(Xv, np.asarray(a_val).reshape(-1)))
         clf = _clone(clf0).fit(Ztr, y_arr, sample_weight=w)
         scores = _score(yvc, clf.predict(Zv), avc, classes, m, pos)

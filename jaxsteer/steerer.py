@@ -12,8 +12,10 @@ The estimator most users start from (MATH §4):
 
 from __future__ import annotations
 
+import copy
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,6 +32,11 @@ def _host(stats, dtype=None):
     """Statistics as numpy arrays (fitted attributes are numpy: usable at any JAX precision setting)."""
     return type(stats)(*(np.asarray(f, dtype if dtype is not None and np.issubdtype(np.asarray(f).dtype, np.floating)
                                     else None) for f in stats))
+
+
+def _numpy_leaves(tree):
+    """A pytree (family, solution, map) with its array leaves as numpy arrays of the same dtype."""
+    return jax.tree.map(np.asarray, tree)
 
 
 def _labels_given(given, data, arg: str, name: str, n, size: int | None = None) -> np.ndarray:
@@ -315,10 +322,13 @@ class Steerer(BaseSteerer):
         self.classes_, self.groups_ = classes, groups
         self.reference_ = groups[ref].item()
         self.n_features_in_ = family.d
-        self.family_ = family
-        self.solution_ = solution
-        self.subgroup_map_ = _maps.subgroup_maps(family, solution)
-        self.group_map_ = _maps.group_maps(family, solution, self.map)
+        # Fitted pytrees hold numpy float64 leaves: the estimator's own methods run with float64
+        # enabled and use them at full precision, while a user who applies them directly at JAX's
+        # default float32 gets float32 results without dtype-truncation warnings.
+        self.family_ = _numpy_leaves(family)
+        self.solution_ = _numpy_leaves(solution)
+        self.subgroup_map_ = _numpy_leaves(_maps.subgroup_maps(family, solution))
+        self.group_map_ = _numpy_leaves(_maps.group_maps(family, solution, self.map))
         self.weights_ = np.asarray(solution.weights)
         return self
 
@@ -362,6 +372,30 @@ class Steerer(BaseSteerer):
             yc, _ = encode(y, self.classes_, "y", n)
             out = self.subgroup_map_.apply(Xa, jnp.asarray(yc), jnp.asarray(ac))
         return like_input(out, X)
+
+    def with_map(self, map: str) -> "Steerer":
+        """A copy with another label-free group map (``"align"``, ``"moment"`` or ``"posterior"``),
+        sharing this one's fitted family and solution: no new solve.
+
+        Example:
+            >>> import numpy as np
+            >>> from jaxsteer import Steerer
+            >>> rng = np.random.default_rng(0)
+            >>> y, a = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+            >>> X = rng.normal(size=(400, 2)) + np.c_[y, a]
+            >>> st = Steerer(map="align").fit(X, y, a)
+            >>> post = st.with_map("posterior")
+            >>> post.map, post.solution_ is st.solution_, type(post.group_map_).__name__
+            ('posterior', True, 'PosteriorMap')
+        """
+        self._check_fitted()
+        if map not in _maps.MAP_KINDS:
+            raise ValueError(f"map: unknown group map {map!r}; choose one of {_maps.MAP_KINDS}.")
+        out = copy.copy(self)
+        out.map = map
+        if map != self.map:
+            out.group_map_ = _numpy_leaves(_maps.group_maps(self.family_, self.solution_, map))
+        return out
 
     def fit_transform(self, X, y, a, sample_weight=None):
         """``fit(X, y, a)`` then ``transform(X, a, y)``: the steered training data (subgroup maps)."""

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+import jaxsteer as js
 from jaxsteer import cli, io
 
 
@@ -425,10 +426,33 @@ def test_unknown_ignore(fitted, tmp_path):
     src = io.read_csv(str(data))
     X = loaded.layout.encode(src, unknown="ignore")
     assert np.all(X[[3, 7]][:, 2:] == 0)  # all-zero indicators
-    a = np.searchsorted(loaded.groups, np.array(src["sex"]))
-    want = loaded.layout.decode(loaded.transform(X, a))
+    want = loaded.layout.decode(loaded.transform(X, np.array(src["sex"])))  # labels; the CLI passes codes
     got = io.read_csv(str(tmp_path / "s.csv"))
     np.testing.assert_allclose(np.column_stack([np.array(got[c], float) for c in loaded.layout.names]), want, rtol=1e-12)
+
+
+def test_loaded_maps_take_labels_like_a_steerer(tmp_path):
+    """LoadedMaps.transform takes the user's labels (as Steerer.transform does); transform_codes
+    takes positions in .groups/.classes. Both agree with the fitted Steerer, computed in memory."""
+    rng = np.random.default_rng(3)
+    n = 400
+    y = rng.integers(0, 2, n)
+    a = rng.choice(np.array(["X", "-1"]), n)
+    X = rng.normal(size=(n, 2)) + np.c_[y, (a == "X") * 1.0]
+    st = js.Steerer(map="moment").fit(X, y, a)
+    layout = io.FeatureLayout.fit({"x1": [str(v) for v in X[:, 0]], "x2": [str(v) for v in X[:, 1]]}, ["x1", "x2"])
+    path = str(tmp_path / "m.npz")
+    io.save_steerer(path, st, layout)
+    loaded = io.load_steerer(path)
+    assert loaded.groups.tolist() == ["-1", "X"]
+    np.testing.assert_allclose(loaded.transform(X, a), st.transform(X, a), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(loaded.transform(X, a, y), st.transform(X, a, y), rtol=1e-10, atol=1e-12)
+    codes = (a == "X").astype(int)
+    np.testing.assert_allclose(loaded.transform_codes(X, codes, y), st.transform(X, a, y), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"a: value 'Z' \(entry 0\) was not seen in fit"):
+        loaded.transform(X[:1], np.array(["Z"]))
+    with pytest.raises(ValueError, match="a_codes:"):
+        loaded.transform_codes(X[:1], np.array([2]))
 
 
 def test_encoding_option(tmp_path):

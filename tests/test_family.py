@@ -95,6 +95,20 @@ def test_rank_deficient_cov_rejected(rng):
         js.GaussianFamily(priors=q, means=mu, covs=cov)
 
 
+def test_ill_conditioned_float32_cov_points_to_float64(rng):
+    """A covariance that is positive definite but too ill-conditioned for float32 gets a message that
+    names the precision as the cause; at float64 the same family is accepted; a singular one still
+    asks for shrinkage."""
+    q, mu, _ = random_family_arrays(rng, 2, 2, 2)
+    cov = np.broadcast_to(np.diag([1e-6, 1.0]), (2, 2, 2, 2)).copy()
+    with pytest.raises(ValueError, match=r"condition number 1e\+06 is beyond what float32.*float64"):
+        js.GaussianFamily(priors=q.astype(np.float32), means=mu.astype(np.float32), covs=cov.astype(np.float32))
+    js.GaussianFamily(priors=q, means=mu, covs=cov)  # float64: fine
+    cov[0, 0] = np.diag([0.0, 1.0])
+    with pytest.raises(ValueError, match=r"Add shrinkage or a ridge"):
+        js.GaussianFamily(priors=q.astype(np.float32), means=mu.astype(np.float32), covs=cov.astype(np.float32))
+
+
 def test_no_validation_under_jit(rng):
     fam = random_family(rng, 2, 2, 2)
 

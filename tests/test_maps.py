@@ -128,8 +128,15 @@ def test_group_maps_dispatch_and_errors(solved):
     assert isinstance(maps.group_maps(fam, sol, "align"), js.AffineMap)
     assert isinstance(maps.group_maps(fam, sol, "moment"), js.AffineMap)
     assert isinstance(maps.group_maps(fam, sol, "posterior"), maps.PosteriorMap)
-    with pytest.raises(ValueError, match="kind: unknown group map 'wasserstein'"):
+    with pytest.raises(ValueError, match="map: unknown group map 'wasserstein'"):
         maps.group_maps(fam, sol, "wasserstein")
+    # kind= is the deprecated name of map= (Steerer(map=) is the package's word)
+    with pytest.warns(DeprecationWarning, match="kind= is renamed map="):
+        old = maps.group_maps(fam, sol, kind="moment")
+    np.testing.assert_array_equal(old.A, maps.group_maps(fam, sol, map="moment").A)
+    assert isinstance(maps.group_maps(fam, sol), js.AffineMap)  # default: align
+    with pytest.raises(TypeError, match="both map= and its deprecated alias kind="):
+        maps.group_maps(fam, sol, "align", kind="moment")
     other = random_family(np.random.default_rng(0), 3, 2, 4)
     with pytest.raises(ValueError, match="target:"):
         maps.subgroup_maps(other, sol)

@@ -206,3 +206,44 @@ def test_estimators_work_in_float64_with_x64_off():
     assert off.family_.covs.dtype == jnp.float64 and mm.transform(x, a).dtype == np.float64
     np.testing.assert_allclose(float(off.solution_.kl), float(on.solution_.kl), rtol=1e-10)
     np.testing.assert_allclose(z, on.transform(x, a), rtol=1e-9, atol=1e-9)
+
+
+def test_fitted_maps_apply_at_default_float32_without_warnings(fitted, biased_data):
+    """The fitted maps are numpy float64: applied directly (or turned into an nn.Steer) with the
+    global flag off they compute in float32, warn about nothing, and match the float64 transform."""
+    import warnings
+
+    from jaxsteer.nn import Steer
+
+    st, n = fitted
+    _, x, y, a = biased_data
+    xs, ys, as_ = x[n:n + 300], y[n:n + 300], a[n:n + 300]
+    want, want_sub = st.transform(xs, as_), st.transform(xs, as_, ys)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x32 = jnp.asarray(xs, jnp.float32)
+        out = st.group_map_.apply(x32, jnp.asarray(as_))
+        sub = st.subgroup_map_.apply(x32, jnp.asarray(ys), jnp.asarray(as_))
+        steer = Steer.from_steerer(st)
+        via_nn = steer(x32, jnp.asarray(as_))
+    assert out.dtype == sub.dtype == via_nn.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(sub), want_sub, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(via_nn), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["moment", "posterior"])
+def test_with_map_equals_a_fit_with_that_map(kind, fitted, biased_data):
+    """with_map swaps the label-free map without solving again: the same transform as a Steerer
+    fitted with that map from the start; the original is unchanged."""
+    st, n = fitted
+    _, x, y, a = biased_data
+    other = st.with_map(kind)
+    assert other.map == kind and st.map == "align" and other.solution_ is st.solution_
+    fresh = js.Steerer(intervention="affirmative", form="affine", map=kind, reference=1).fit(x[:n], y[:n], a[:n])
+    xs, as_ = x[n:n + 300], a[n:n + 300]
+    np.testing.assert_allclose(other.transform(xs, as_), fresh.transform(xs, as_), rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="map: unknown group map 'wasserstein'"):
+        st.with_map("wasserstein")
+    with pytest.raises(js.NotFittedError):
+        js.Steerer().with_map("moment")

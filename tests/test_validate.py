@@ -34,7 +34,7 @@ def _group_code_entry_points():
     """``name -> f(a)`` calling an entry point with group codes ``a`` (other inputs valid)."""
     X, y, a = _data()
     fam = js.fit_family(X, y, a)
-    T = maps.group_maps(fam, js.nearest_ideal(fam), kind="align")
+    T = maps.group_maps(fam, js.nearest_ideal(fam), map="align")
     steer = jsn.Steer(D, 2)
     return {
         "fit_family": lambda g: js.fit_family(X, y, g, num_groups=2),
