@@ -261,12 +261,22 @@ def run_dataset(name, clfs, n_pca, seeds, log, include_group=False, val=0.2, eg=
                     time.perf_counter() - t0, choice=f"{ef_name(ch)}, {ch.protocol}")
     rows = []
     for (method, protocol, clf), rs in runs.items():
-        agg = {k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))) for k in ("acc", "dp", "eo", "eodds")}
+        agg = _aggregate(rs)
         kl = [r["kl"] for r in rs if r.get("kl") is not None]
         rows.append(dict(dataset=name, method=method, protocol=protocol, clf=clf, n_runs=len(rs),
                          kl=float(np.mean(kl)) if kl else None, seconds=float(np.mean([r["seconds"] for r in rs])),
                          per_seed=rs, **agg))
     return rows
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1, as in the other experiments; 0 for one value)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _aggregate(per_seed) -> dict:
+    return {k: _mean_sd([r[k] for r in per_seed]) for k in ("acc", "dp", "eo", "eodds")}
 
 
 def _cell(r, key="eo"):
@@ -299,7 +309,7 @@ def reselect(sub, tol):
         accs.append(x["acc"])
         eos.append(x["eo"])
         picks.append(f"{m}, {p}")
-    return dict(acc=(float(np.mean(accs)), float(np.std(accs))), eo=(float(np.mean(eos)), float(np.std(eos))),
+    return dict(acc=_mean_sd(accs), eo=_mean_sd(eos),
                 choices=", ".join(f"{c} ×{k}" for c, k in collections.Counter(picks).most_common()))
 
 
@@ -518,6 +528,8 @@ def main(argv=None):
     if args.replot:
         with open(args.out + ".json") as fh:
             saved = json.load(fh)
+        for r in saved["rows"]:  # the summary statistics again from the per-seed values
+            r.update(_aggregate(r["per_seed"]))
         write(saved["rows"], saved["meta"], args.out)
         print("wrote", args.out + ".md", plot(saved["rows"], args.out + ".png"))
         return
