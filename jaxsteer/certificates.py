@@ -7,10 +7,13 @@ a total-variation bound made computable by Pinsker's inequality; see :func:`cert
 derivations.
 
 Example:
-    >>> sol = jaxsteer.nearest_ideal(fam)
-    >>> cert = certificate(sol)
-    >>> print(cert)            # readable summary
-    >>> cert.eo_bound          # ΔEO on θ of any rule exactly fair on θ̃ is at most this
+    >>> import jaxsteer
+    >>> from jaxsteer.certificates import certificate
+    >>> fam = jaxsteer.GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]], means=[[0., 1.], [2., 2.5]],
+    ...                                          stds=[[1., 1.], [1., 2.]])    # k = m = 2, d = 1
+    >>> cert = certificate(jaxsteer.nearest_ideal(fam))
+    >>> round(float(cert.eo_bound), 3)   # ΔEO on θ of any rule exactly fair on θ̃ is at most this
+    0.381
 """
 
 from __future__ import annotations
@@ -213,11 +216,22 @@ def certificate(solution) -> Certificate:
         TypeError: if ``solution`` is not a ``Solution``.
 
     Example:
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
+        >>> from jaxsteer.certificates import certificate
         >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]],
         ...                                 means=[[0., 1.], [2., 2.5]], stds=[[1., 1.], [1., 2.]])
         >>> cert = certificate(nearest_ideal(fam))
         >>> print(cert)
-        >>> float(cert.eo_bound), float(cert.tv_bound)
+        Certificate (k=2 classes, m=2 groups)
+          KL(θ̃ ‖ θ) = 0.1037 nats
+          any classifier h:  |err_θ(h) − err_θ̃(h)| ≤ TV ≤ 0.2277  (0/1 loss)
+          a rule exactly fair on θ̃ (e.g. its Bayes rule), gaps on θ:
+            equal opportunity   ΔEO ≤ 0.381
+            false-positive gap  ΔFPR ≤ 0.09231
+            equalized odds      ≤ 0.381
+            demographic parity  ΔDP ≤ 0.3221
+        >>> round(float(cert.eo_bound), 3), round(float(cert.tv_bound), 4)
+        (0.381, 0.2277)
     """
     if not isinstance(solution, Solution):
         raise TypeError(f"certificate: expected a jaxsteer Solution; got {type(solution).__name__}.")

@@ -70,7 +70,8 @@ class FairSteering(NamedTuple):
 
     def apply(self, h, a, alpha=1.0) -> jax.Array:
         """``map_a(h) + α v`` for states ``h [n, d]`` of groups ``a [n]`` (integer codes)."""
-        return self.map.apply(h, a) + jnp.asarray(alpha, self.direction.dtype) * self.direction
+        out = self.map.apply(h, a)
+        return out + jnp.asarray(alpha, out.dtype) * jnp.asarray(self.direction, out.dtype)
 
 
 def _template_direction(solution: Solution, toward: int, away) -> jax.Array:
@@ -138,17 +139,27 @@ def fair_steering(
 
     Returns:
         :class:`FairSteering` ``(map, direction, solution, family)``. Data and statistics input are
-        estimated and solved in float64 (as the estimators do, whatever ``jax_enable_x64`` says); a
-        family is solved in its own dtype.
+        estimated and solved in float64 (as the estimators do, whatever ``jax_enable_x64`` says) and
+        come back as numpy float64 arrays (applied at JAX's default float32 they compute in float32);
+        a family is solved in its own dtype.
 
     Guarantee: the Bayes-optimal readout of the steered distribution is exactly group-fair for
     every ``α`` (the steered class-conditional laws are the same in every group under ``θ̃``); a
     frozen readout trained on unsteered states is not covered (module docstring).
 
     Example:
-        >>> fs = fair_steering(H, y, a)                  # y = 1: the desired token follows
-        >>> H_steered = fs.apply(H, a, alpha=2.0)
-        >>> steer = FairSteer.from_steering(fs, alpha=2.0, position="last")
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from jaxsteer import fair_steering
+        >>> from jaxsteer.steering_vectors import FairSteer
+        >>> rng = np.random.default_rng(0)
+        >>> y, a = rng.integers(0, 2, 2000), rng.integers(0, 2, 2000)   # y = 1: the desired token follows
+        >>> H = rng.normal(size=(2000, 3)) + np.c_[y, a, y * a]         # hidden states [n, d]
+        >>> fs = fair_steering(H, y, a)
+        >>> fs.direction.shape, fs.apply(H, a, alpha=2.0).shape
+        ((3,), (2000, 3))
+        >>> steer = FairSteer.from_steering(fs, alpha=2.0, position="last")   # a Flax NNX module
+        >>> steer(jnp.zeros((5, 7, 3)), a[:5]).shape       # [sequences, tokens, d]: the last token steered
+        (5, 7, 3)
     """
     if intervention not in INTERVENTIONS:
         raise ValueError(f"intervention: unknown value {intervention!r}; choose one of {INTERVENTIONS}.")
@@ -166,8 +177,9 @@ def fair_steering(
                 raise ValueError("y, a: hidden states need their class codes y and group codes a.")
             family = fit_family(jnp.asarray(np.asarray(data), jnp.float64), np.asarray(y), np.asarray(a),
                                 shrinkage=shrinkage, sample_weight=sample_weight)
-        return _from_family(family, toward, away, intervention, form, reference, coordinates, tol, max_iter,
-                            solution)
+        result = _from_family(family, toward, away, intervention, form, reference, coordinates, tol, max_iter,
+                              solution)
+    return jax.tree.map(np.asarray, result)  # numpy float64: usable at any precision setting
 
 
 def _from_family(family, toward, away, intervention, form, reference, coordinates, tol, max_iter, solution):
@@ -238,11 +250,22 @@ def _build_fair_steer():
         The guarantee of :func:`fair_steering` (equal per-class rates of the Bayes-optimal readout of the
         steered states in every group) does not cover a frozen downstream network.
 
+        Inside a model, insert it after a block with ``jaxsteer.nn.insert(model, "blocks.1", steer)``
+        and give the group ids of a batch with ``with jaxsteer.nn.groups(a): logits = model(tokens)``.
+
         Example:
-            >>> steer = FairSteer.from_steering(fair_steering(H, y, a), alpha=4.0)
-            >>> jaxsteer.nn.insert(model, "blocks.1", steer)
-            >>> with jaxsteer.nn.groups(a):
-            ...     logits = model(tokens)                 # last position of every sequence steered
+            >>> import jax.numpy as jnp, numpy as np
+            >>> import jaxsteer
+            >>> from jaxsteer.steering_vectors import FairSteer
+            >>> rng = np.random.default_rng(0)
+            >>> y, a = rng.integers(0, 2, 2000), rng.integers(0, 2, 2000)
+            >>> H = rng.normal(size=(2000, 3)) + np.c_[y, a, y * a]
+            >>> steer = FairSteer.from_steering(jaxsteer.fair_steering(H, y, a), alpha=4.0)
+            >>> h = jnp.zeros((2, 5, 3))                       # [sequences, positions, d]
+            >>> with jaxsteer.nn.groups(jnp.array([0, 1])):   # one group id per sequence
+            ...     out = steer(h)
+            >>> bool(jnp.all(out[:, :-1] == 0)), bool(jnp.all(out[:, -1] != 0))   # only the last position moved
+            (True, True)
         """
 
         def __init__(self, A, b, v, *, alpha=0.0, position: str = "last", dtype=None):

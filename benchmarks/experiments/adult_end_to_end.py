@@ -59,9 +59,7 @@ the real results.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -75,6 +73,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from benchmarks.experiments._common import environment, mean_sd, pm, write  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import losses, metrics  # noqa: E402
 from jaxsteer import nn as jsn  # noqa: E402
@@ -424,19 +423,14 @@ def run(cfg: dict, log=print) -> dict:
 KEYS = ("accuracy", "dp", "eo", "test_gap")
 
 
-def _mean_sd(v):
-    v = np.asarray(v, float)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0}
-
-
 def _summary(rows):
-    return {k: _mean_sd([r[k] for r in rows]) for k in KEYS}
+    return {k: mean_sd([r[k] for r in rows]) for k in KEYS}
 
 
 def _paired(methods):
     """Per-seed differences against (i) (same seed: same initialisation and batch order), mean ± sd."""
     base = {r["seed"]: r for r in methods[PLAIN]}
-    return {name: {k: _mean_sd([r[k] - base[r["seed"]][k] for r in rows]) for k in ("accuracy", "dp", "eo")}
+    return {name: {k: mean_sd([r[k] - base[r["seed"]][k] for r in rows]) for k in ("accuracy", "dp", "eo")}
             for name, rows in methods.items() if name != PLAIN}
 
 
@@ -450,7 +444,7 @@ def _ordered(table: dict):
 
 
 def _pm(s, k, digits=4):
-    return f"{s[k]['mean']:.{digits}f} ± {s[k]['sd']:.{digits}f}" if k in s else "—"
+    return pm(s.get(k), digits)
 
 
 TITLES = {
@@ -607,14 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     res = run(cfg)
     res["quick"] = bool(args.quick)
     res["seconds"] = round(time.perf_counter() - t0, 1)
-    res["environment"] = {"machine": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
-                          "flax": __import__("flax").__version__, "x64": bool(jax.config.jax_enable_x64)}
+    res["environment"] = environment()
     base = os.path.join(out, STEM)
-    with open(base + ".json", "w") as fh:
-        json.dump(res, fh, indent=1)
     md = markdown(res)
-    with open(base + ".md", "w") as fh:
-        fh.write(md)
+    write(base, res, md)
     print(md)
     if not args.no_figure:
         png = figure(res, base + ".png")

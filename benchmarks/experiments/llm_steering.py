@@ -75,7 +75,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -88,6 +87,7 @@ jax.config.update("jax_enable_x64", True)  # float64 for the steering fits; the 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.experiments._common import environment, mean_sd, pm  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import baselines, metrics  # noqa: E402
 
@@ -542,15 +542,8 @@ def run(records, encoder, cfg: dict, log=print) -> dict:
 # -- aggregation ---------------------------------------------------------------------------------------
 
 
-def _mean_sd(values):
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if v.size == 0:
-        return {"mean": None, "sd": None}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0}
-
-
 def summarize(per_seed, targets) -> dict:
-    out = {"probe_accuracy": _mean_sd([r["probe_accuracy"] for r in per_seed])}
+    out = {"probe_accuracy": mean_sd([r["probe_accuracy"] for r in per_seed])}
     for t in targets:
         methods = list(per_seed[0]["targets"][t])
         out[t] = {}
@@ -559,13 +552,13 @@ def summarize(per_seed, targets) -> dict:
             entry = {}
             for proto in ("known", "predicted"):
                 keys = [key for key in ("accuracy", "rms_tpr_gap", "dp", "eo") if key in rows[0][proto]]
-                entry[proto] = {key: _mean_sd([r[proto][key] for r in rows]) for key in keys}
+                entry[proto] = {key: mean_sd([r[proto][key] for r in rows]) for key in keys}
                 k = len(rows[0][proto]["tpr_gaps"])
-                entry[proto]["tpr_gaps"] = [_mean_sd([r[proto]["tpr_gaps"][i] for r in rows]) for i in range(k)]
+                entry[proto]["tpr_gaps"] = [mean_sd([r[proto]["tpr_gaps"][i] for r in rows]) for i in range(k)]
             if "kl" in rows[0]:
-                entry["kl"] = _mean_sd([r["kl"] for r in rows])
+                entry["kl"] = mean_sd([r["kl"] for r in rows])
                 entry["converged"] = all(r["converged"] for r in rows)
-            entry["seconds"] = _mean_sd([r["seconds"] for r in rows])
+            entry["seconds"] = mean_sd([r["seconds"] for r in rows])
             out[t][m] = entry
     return out
 
@@ -789,12 +782,6 @@ def _finetune(model, encoder, S_tr, ytr, atr, E0_tr, mu0, U0, cfg, log, *, nnx, 
 # -- outputs -------------------------------------------------------------------------------------------
 
 
-def _pm(s, digits=4):
-    if not s or s.get("mean") is None:
-        return "—"
-    return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
-
-
 MAIN_METHODS = ("none", "reweighing", "mean matching", "MiMiC", "LEACE")
 
 
@@ -832,7 +819,7 @@ def markdown(res) -> str:
         "ThresholdOptimizer: fairlearn's group-specific randomised thresholds on the unsteered logistic "
         "regression, income only). **known**: the test rows are steered with "
         "their true sex; **predicted**: with the sex predicted by a logistic-regression probe on the unsteered "
-        f"384-d embeddings (test accuracy {_pm(summ['probe_accuracy'])}"
+        f"384-d embeddings (test accuracy {pm(summ['probe_accuracy'])}"
         + ("; it made no error on any split, so the predicted-group tables equal the known-group ones"
            if summ["probe_accuracy"]["mean"] is not None and summ["probe_accuracy"]["mean"] >= 1.0 else "")
         + "); training rows always use the true sex, and the fairness metrics always do. RMS TPR gap: `√(mean_y (TPR_y,female − TPR_y,male)²)` over "
@@ -854,10 +841,10 @@ def markdown(res) -> str:
             lines += [head, "|---|---:|---:|" + ("---:|---:|" if binary else "") + "---:|"]
             for m, e in summ[target].items():
                 s = e[proto]
-                row = f"| {m} | {_pm(s['accuracy'])} | {_pm(s['rms_tpr_gap'])} |"
+                row = f"| {m} | {pm(s['accuracy'])} | {pm(s['rms_tpr_gap'])} |"
                 if binary:
-                    row += f" {_pm(s['dp'])} | {_pm(s['eo'])} |"
-                row += f" {_pm(e.get('kl'), 3) if 'kl' in e else ''} |"
+                    row += f" {pm(s['dp'])} | {pm(s['eo'])} |"
+                row += f" {pm(e.get('kl'), 3) if 'kl' in e else ''} |"
                 lines.append(row)
     if "occupation" in cfg["targets"]:
         classes = res["classes"]["occupation"]
@@ -1030,7 +1017,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg["rows"] = rows
     from jaxsteer.models import load_encoder
 
-    import flax
     import sklearn
 
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -1041,10 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     res["command"] = "python -m benchmarks.experiments.llm_steering" + (
         " " + " ".join(argv if argv is not None else sys.argv[1:]) if (argv or sys.argv[1:]) else "")
     res["notes"] = NOTES
-    res["environment"] = {"machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "cpus": os.cpu_count(), "jax": jax.__version__, "flax": flax.__version__,
-                          "sklearn": sklearn.__version__, "python": platform.python_version(),
-                          "x64": bool(jax.config.jax_enable_x64)}
+    res["environment"] = environment(sklearn=sklearn.__version__)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
 
     def write():

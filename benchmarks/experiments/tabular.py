@@ -62,6 +62,7 @@ import optax  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
+from benchmarks.experiments._common import mean_sd  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import baselines, metrics  # noqa: E402
 from jaxsteer.datasets import load_adult, load_compas  # noqa: E402
@@ -270,9 +271,9 @@ def run_dataset(name, clfs, n_pca, seeds, log, include_group=False, val=0.2, eg=
 
 
 def _mean_sd(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1, as in the other experiments; 0 for one value)."""
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+    """(mean, sd) of :func:`_common.mean_sd`: this study's tables keep the pair."""
+    stat = mean_sd(values)
+    return stat["mean"], stat["sd"]
 
 
 def _aggregate(per_seed) -> dict:

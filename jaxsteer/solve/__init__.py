@@ -189,11 +189,18 @@ def nearest_ideal(
             ``init`` that does not match, or (when concrete) a subgroup with zero prior.
 
     Example:
+        >>> from jaxsteer import GaussianFamily, nearest_ideal
         >>> fam = GaussianFamily.univariate(priors=[[.3, .2], [.2, .3]],
         ...                                 means=[[0., 1.], [2., 2.5]], stds=[[1., 1.], [1., 2.]])
         >>> sol = nearest_ideal(fam, intervention="affirmative", form="affine")
-        >>> sol.kl, sol.target.means[..., 0]
-        >>> again = nearest_ideal(fam.replace(means=fam.means + 0.01), form="affine", init=sol)
+        >>> round(float(sol.kl), 4), sol.messages()
+        (0.1037, ['converged (optimality residual <= tol)'])
+        >>> sol.target.means[..., 0].round(3)           # [class, group]: group 1's means moved
+        Array([[0.   , 0.897],
+               [2.   , 3.118]], dtype=float32)
+        >>> again = nearest_ideal(fam.replace(covs=fam.covs * 1.05), form="affine", init=sol)   # warm start
+        >>> round(float(again.kl), 4), bool(again.converged)
+        (0.1032, True)
     """
     _check_options(family, intervention, form, reference, reference_class, method)
     chunk, lockstep = _layout(chunk_size, lockstep, family.d)

@@ -437,7 +437,9 @@ def minimize(problem: Problem, x0, *, tol, max_iter, linear: str = "dense", max_
         ...         return Point(x, 0.5 * x @ (self.h * x) - x[0], g, jnp.linalg.norm(g))
         ...     def hessian(self, pt):
         ...         return jnp.diag(self.h)
-        >>> minimize(Quad(), jnp.zeros(2), tol=1e-12, max_iter=20).point.x   # [1, 0]
+        >>> r = minimize(Quad(), jnp.zeros(2), tol=1e-6, max_iter=20)
+        >>> r.point.x, int(r.status)                      # the minimiser [1, 0]; 0: CONVERGED
+        (Array([1., 0.], dtype=float32), 0)
     """
     if linear not in ("dense", "cg"):
         raise ValueError(f"linear: unknown value {linear!r}; use 'dense' or 'cg'.")
