@@ -1,6 +1,7 @@
 """``jaxsteer demo``'s fairlearn rows (issue 16): ThresholdOptimizer when fairlearn is installed, a note
 when it is not. The values are checked against fairlearn and scikit-learn called directly."""
 
+import os
 import sys
 
 import numpy as np
@@ -58,3 +59,19 @@ def test_demo_compas_has_fairlearn_rows(tmp_path):
     assert "fairlearn ThresholdOptimizer, equalized odds" in methods
     report = (tmp_path / "report.md").read_text()
     assert "ThresholdOptimizer" in report and demo.FAIRLEARN_NOTE not in report
+
+
+def test_demo_compile_flag_respects_the_users_setting(monkeypatch):
+    """`jaxsteer demo` turns XLA's backend optimisations off for its compiles unless XLA_FLAGS already
+    sets that option (other flags are kept)."""
+    from jaxsteer import cli
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    cli._demo_compile_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    cli._demo_compile_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=3"
+    monkeypatch.delenv("XLA_FLAGS")
+    cli._demo_compile_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=0"
