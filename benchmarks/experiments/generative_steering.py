@@ -48,8 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
 import warnings
 
@@ -58,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from benchmarks.experiments import _common
 from benchmarks.experiments import tiny_decoder as td
 
 STEM = "generative_steering"
@@ -390,8 +389,7 @@ def run(cfg: dict, model_cfg: dict, cache="default", log=print) -> dict:
         "example": prep["texts"][int(ev[0])],
         "seconds": {"fit_methods": round(fit_seconds, 1), "evaluate": round(eval_seconds, 1),
                     "total": round(time.perf_counter() - t_start, 1)},
-        "machine": {"python": sys.version.split()[0], "jax": jax.__version__, "platform": platform.platform(),
-                    "cpus": os.cpu_count()},
+        "environment": _common.environment(),
     }
     return out
 
@@ -443,9 +441,9 @@ def markdown(res: dict, verdict: str | None = None) -> str:
     lines = [
         "# Group-fair steering of a generative model (issue 18)", "",
         f"`python -m benchmarks.experiments.{STEM}{' --quick' if res.get('quick') else ''}` — "
-        f"{res['seconds']['total']:.0f} s on {res['machine']['cpus']} CPU cores (model "
+        f"{res['seconds']['total']:.0f} s on {res['environment']['cpus']} CPU cores (model "
         f"{'read from the cache' if res['model_cached'] else 'trained in this run'}; training took "
-        f"{res['model_train_seconds']:.0f} s), jax {res['machine']['jax']}.", "",
+        f"{res['model_train_seconds']:.0f} s), jax {res['environment']['jax']}.", "",
         "## Model and quality gate", "",
         f"A decoder-only transformer in Flax NNX (`benchmarks/experiments/tiny_decoder.py`): d = {mc['d_model']}, "
         f"{mc['layers']} blocks, {mc['heads']} heads, word-level vocabulary of {res['vocab_size']} words, sequences of "
@@ -595,11 +593,7 @@ def figure(res: dict, path: str) -> None:
 
 
 def write(res: dict, out: str, verdict: str | None = None) -> None:
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(markdown(res, verdict))
+    _common.write(out, res, markdown(res, verdict))
     figure(res, out + ".png")
 
 

@@ -56,9 +56,7 @@ skipped with a message when matplotlib is missing or with ``--no-figure``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 
 import jax
@@ -69,6 +67,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.scipy.special import ndtr  # noqa: E402
 
+from benchmarks.experiments._common import environment, write  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import ideal  # noqa: E402
 from jaxsteer.bayes import BayesRates  # noqa: E402
@@ -374,8 +373,7 @@ def run(sweep: int = 1000, seed: int = 0, progress=print) -> dict:
         verdict=verdict(rows, sweep_rows),
         self_check_max_abs_diff=check,
         kl_symmetric_minus_affine_max_abs=kl_sym_vs_affine,
-        machine=dict(python=platform.python_version(), jax=jax.__version__, cores=os.cpu_count(),
-                     device=str(jax.devices()[0].device_kind)),
+        environment=environment(device=str(jax.devices()[0].device_kind)),
         seconds=time.perf_counter() - t_start,
     )
 
@@ -485,8 +483,8 @@ def markdown(res: dict) -> str:
     lines.append(f"Self-check: this script's interval-based Bayes rates agree with `jaxsteer.ideal.bayes_rates_1d` "
                  f"to {res['self_check_max_abs_diff']:.1e}.")
     lines.append("")
-    lines.append(f"Run time {res['seconds']:.1f} s (jax {res['machine']['jax']}, {res['machine']['cores']} cores, "
-                 f"{res['machine']['device']}).")
+    env = res["environment"]
+    lines.append(f"Run time {res['seconds']:.1f} s (jax {env['jax']}, {env['cpus']} cores, {env['device']}).")
     return "\n".join(lines) + "\n"
 
 
@@ -610,10 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(sweep=args.sweep, seed=args.seed)
     md = markdown(res)
     base = os.path.join(args.out, "paper_univariate")
-    with open(base + ".json", "w") as fh:
-        json.dump(res, fh, indent=1)
-    with open(base + ".md", "w") as fh:
-        fh.write(md)
+    write(base, res, md)
     print(md)
     if not args.no_figure:
         png = figure(res, base + ".png")
