@@ -182,6 +182,11 @@ def _parse_shrinkage(shrinkage):
 # -- statistics -----------------------------------------------------------------------------------
 
 
+#: Largest ``n·k·m·d`` (elements of the spread rows) for which a batch's scatter matrices are one
+#: matrix product; above it, one product per cell (``lax.map``) keeps the memory at ``O(n·d)``.
+BLOCK_SCATTER_MAX = 1 << 22
+
+
 @functools.partial(jax.jit, static_argnums=(4, 5))
 def _batch_stats(X, y, a, w, k: int, m: int) -> SuffStats:
     """Statistics of one batch, centred at the batch's per-cell means (no validation)."""
@@ -201,8 +206,14 @@ def _batch_stats(X, y, a, w, k: int, m: int) -> SuffStats:
     u = X - mean[cell]
     mean = mean + _validate.safe_div(jnp.einsum("nc,nd->cd", ow, u, precision=_HI), count[:, None])
     u = X - mean[cell]
-    # One cell at a time (lax.map, not a Python loop): memory O(n·d) instead of O(n·k·m·d).
-    scatter = jax.lax.map(lambda col: jnp.einsum("n,ni,nj->ij", col, u, u, precision=_HI), ow.T)
+    if n * k * m * d <= BLOCK_SCATTER_MAX:
+        # Every cell at once, as one product: the rows spread into per-cell column blocks [n, C·d]
+        # (each row is non-zero in its own cell's block only) times u.
+        spread = (ow[:, :, None] * u[:, None, :]).reshape(n, k * m * d)
+        scatter = jnp.einsum("nc,nj->cj", spread, u, precision=_HI).reshape(k * m, d, d)
+    else:
+        # One cell at a time (lax.map, not a Python loop): memory O(n·d) instead of O(n·k·m·d).
+        scatter = jax.lax.map(lambda col: jnp.einsum("n,ni,nj->ij", col, u, u, precision=_HI), ow.T)
     sq = jnp.sum(u * u, axis=-1)
     third = jnp.einsum("nc,nd->cd", ow, sq[:, None] * u, precision=_HI)
     fourth = jnp.einsum("nc,n->c", ow, sq * sq, precision=_HI)

@@ -89,6 +89,18 @@ def test_one_shot_matches_numpy(rng):
     np.testing.assert_allclose(fam0.covs[1, 2], np.cov(X[(y == 1) & (a == 2)].T, ddof=0), rtol=1e-11)
 
 
+@pytest.mark.parametrize("n, block_max", [(301, 0), (302, None)])
+def test_both_scatter_layouts_match_numpy(rng, monkeypatch, n, block_max):
+    """The batch scatter as one spread product (small batches) and one product per cell (above
+    BLOCK_SCATTER_MAX) both give numpy's per-cell moments (each n is a shape of its own, so each
+    layout is traced afresh)."""
+    if block_max is not None:
+        monkeypatch.setattr(est, "BLOCK_SCATTER_MAX", block_max)
+    X = rng.normal(size=(n, 4)) * np.array([1.0, 3.0, 0.5, 1e-2]) + 5.0
+    y, a = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    assert_stats_close(est.from_data(X, y, a, 3, 2), numpy_cell_moments(X, y, a, 3, 2))
+
+
 def test_num_classes_groups_inferred_and_explicit(rng):
     X, y, a = make_data(rng)
     fam = est.fit_family(X, y, a, num_classes=K, num_groups=M, shrinkage=0.2)
