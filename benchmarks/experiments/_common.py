@@ -48,3 +48,16 @@ def write(base: str, res: dict, md: str) -> None:
         json.dump(res, fh, indent=1)
     with open(base + ".md", "w") as fh:
         fh.write(md)
+
+
+def publish(base: str, res: dict, md: str, figure=None) -> None:
+    """:func:`write` the result, print the report, and draw ``base.png`` with ``figure(res, path)``
+    when a figure function is given (it returns the path written, or None without matplotlib)."""
+    write(base, res, md)
+    print(md)
+    if figure is not None:
+        png = figure(res, base + ".png")
+        if png:
+            print(f"figure: {png}")
+    seconds = res.get("seconds")
+    print(f"wrote {base}.json and {base}.md" + (f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""))

@@ -73,7 +73,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.experiments._common import environment, mean_sd, pm, write  # noqa: E402
+from benchmarks.experiments._common import environment, mean_sd, pm, publish  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import losses, metrics  # noqa: E402
 from jaxsteer import nn as jsn  # noqa: E402
@@ -603,14 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["environment"] = environment()
     base = os.path.join(out, STEM)
-    md = markdown(res)
-    write(base, res, md)
-    print(md)
-    if not args.no_figure:
-        png = figure(res, base + ".png")
-        if png:
-            print(f"figure: {png}")
-    print(f"wrote {base}.json and {base}.md in {res['seconds']:.0f} s")
+    publish(base, res, markdown(res), figure=None if args.no_figure else figure)
     return 0
 
 

@@ -67,7 +67,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.scipy.special import ndtr  # noqa: E402
 
-from benchmarks.experiments._common import environment, write  # noqa: E402
+from benchmarks.experiments._common import environment, publish  # noqa: E402
 import jaxsteer as js  # noqa: E402
 from jaxsteer import ideal  # noqa: E402
 from jaxsteer.bayes import BayesRates  # noqa: E402
@@ -606,15 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     print(f"paper_univariate: case study + {args.sweep} random families (float64, exact analytics)")
     res = run(sweep=args.sweep, seed=args.seed)
-    md = markdown(res)
-    base = os.path.join(args.out, "paper_univariate")
-    write(base, res, md)
-    print(md)
-    if not args.no_figure:
-        png = figure(res, base + ".png")
-        if png:
-            print(f"figure: {png}")
-    print(f"wrote {base}.json and {base}.md")
+    publish(os.path.join(args.out, "paper_univariate"), res, markdown(res), figure=None if args.no_figure else figure)
     return 0
 
 
