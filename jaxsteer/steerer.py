@@ -28,15 +28,15 @@ from jaxsteer.solve import FORMS, INTERVENTIONS, nearest_ideal
 __all__ = ["Steerer"]
 
 
-def _host(stats, dtype=None):
-    """Statistics as numpy arrays (fitted attributes are numpy: usable at any JAX precision setting)."""
-    return type(stats)(*(np.asarray(f, dtype if dtype is not None and np.issubdtype(np.asarray(f).dtype, np.floating)
-                                    else None) for f in stats))
+def _host(tree, dtype=None):
+    """A pytree (statistics, family, solution, map) with numpy array leaves: fitted attributes are
+    usable at any JAX precision setting. ``dtype`` casts the floating leaves (default: kept)."""
 
+    def leaf(x):
+        x = np.asarray(x)
+        return x.astype(dtype) if dtype is not None and np.issubdtype(x.dtype, np.floating) else x
 
-def _numpy_leaves(tree):
-    """A pytree (family, solution, map) with its array leaves as numpy arrays of the same dtype."""
-    return jax.tree.map(np.asarray, tree)
+    return jax.tree.map(leaf, tree)
 
 
 def _labels_given(given, data, arg: str, name: str, n, size: int | None = None) -> np.ndarray:
@@ -325,10 +325,10 @@ class Steerer(BaseSteerer):
         # Fitted pytrees hold numpy float64 leaves: the estimator's own methods run with float64
         # enabled and use them at full precision, while a user who applies them directly at JAX's
         # default float32 gets float32 results without dtype-truncation warnings.
-        self.family_ = _numpy_leaves(family)
-        self.solution_ = _numpy_leaves(solution)
-        self.subgroup_map_ = _numpy_leaves(_maps.subgroup_maps(family, solution))
-        self.group_map_ = _numpy_leaves(_maps.group_maps(family, solution, self.map))
+        self.family_ = _host(family)
+        self.solution_ = _host(solution)
+        self.subgroup_map_ = _host(_maps.subgroup_maps(family, solution))
+        self.group_map_ = _host(_maps.group_maps(family, solution, self.map))
         self.weights_ = np.asarray(solution.weights)
         return self
 
@@ -394,7 +394,7 @@ class Steerer(BaseSteerer):
         out = copy.copy(self)
         out.map = map
         if map != self.map:
-            out.group_map_ = _numpy_leaves(_maps.group_maps(self.family_, self.solution_, map))
+            out.group_map_ = _host(_maps.group_maps(self.family_, self.solution_, map))
         return out
 
     def fit_transform(self, X, y, a, sample_weight=None):
