@@ -98,3 +98,65 @@ def test_engine_projected_quadratic_and_log_barrier(linear):
     for _ in range(20):
         dv = prob.project(jnp.asarray(rng.normal(size=n)) * 1e-3)
         assert float(prob.f(x + dv)) >= float(prob.f(x)) - 1e-14
+
+
+@pytest.mark.parametrize("shape, seed, c, gauge_symmetric", [((2, 2, 3), 1, 0, True), ((3, 2, 4), 2, 1, False),
+                                                              ((2, 3, 5), 4, 0, False)])
+def test_joint_gradient_and_hvp_match_autodiff_of_the_objective(shape, seed, c, gauge_symmetric):
+    """The joint phase's closed-form gradient (envelope theorem) and its linearisation against JAX's
+    derivatives of :func:`all_groups.objective` with the template from ``closed_form.template_update``,
+    at a point away from any optimum (random maps and base rates)."""
+    k, m, d = shape
+    rng = np.random.default_rng(seed)
+    q, mu, S = (jnp.asarray(x) for x in oracles.random_family(rng, k, m, d))
+    sg = all_groups._common.subgroups(mu, S)
+    A = jnp.asarray(np.eye(d) + 0.3 * rng.standard_normal((m, d, d)))
+    A = A.at[0].set(A[0] @ A[0].T) if gauge_symmetric else A  # an SPD gauge map
+    B = jnp.concatenate([A, jnp.asarray(rng.standard_normal((m, d, 1)))], axis=2)
+    pi = jnp.asarray(rng.dirichlet(np.ones(k)))
+    x0 = all_groups.Params(jnp.zeros((k, d)), jnp.broadcast_to(jnp.eye(d), (k, d, d)), B, pi)
+    sym_mask = jnp.arange(m) == 0 if gauge_symmetric else jnp.zeros(m, bool)
+    prob = all_groups.JointProblem(q, sg, sym_mask, c, x0)
+    v = prob.v0
+
+    def generic(v):
+        return all_groups.objective(prob.params(v), q, sg)
+
+    f, g = prob.value_and_grad(v)
+    f_ref, g_ref = jax.value_and_grad(generic)(v)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-11 * float(jnp.max(jnp.abs(g_ref))))
+    t = jnp.asarray(rng.standard_normal(v.shape))
+    h = jax.jvp(lambda v: prob.value_and_grad(v)[1], (v,), (t,))[1]
+    h_ref = jax.jvp(jax.grad(generic), (v,), (t,))[1]
+    np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-10 * float(jnp.max(jnp.abs(h_ref))))
+
+
+def test_factorisations_with_product_derivatives_match_jax():
+    """``_decomp.inverse_logabsdet`` / ``spd_inverse_logdet`` and their matrix-product JVPs against
+    ``jnp.linalg`` and its own derivative rules (and a central difference)."""
+    from jaxsteer.solve import _decomp
+
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.standard_normal((3, 5, 5)))
+    Y = jnp.einsum("bij,bkj->bik", X, X) + jnp.eye(5)
+    dX = jnp.asarray(rng.standard_normal((3, 5, 5)))
+    dY = dX + jnp.swapaxes(dX, -1, -2)
+    for fn, ref, Z, dZ in [
+        (_decomp.inverse_logabsdet, lambda Z: (jnp.linalg.inv(Z), jnp.linalg.slogdet(Z)[1]), X, dX),
+        (_decomp.spd_inverse_logdet, lambda Z: (jnp.linalg.inv(Z), jnp.linalg.slogdet(Z)[1]), Y, dY),
+    ]:
+        (inv, ld), (dinv, dld) = jax.jvp(jax.vmap(fn), (Z,), (dZ,))
+        (inv_r, ld_r), (dinv_r, dld_r) = jax.jvp(ref, (Z,), (dZ,))
+        np.testing.assert_allclose(inv, inv_r, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ld, ld_r, rtol=1e-12)
+        np.testing.assert_allclose(dinv, dinv_r, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(dld, dld_r, rtol=1e-9)
+        h = 1e-6
+        fd = (jax.vmap(fn)(Z + h * dZ)[1] - jax.vmap(fn)(Z - h * dZ)[1]) / (2 * h)
+        np.testing.assert_allclose(dld, fd, rtol=1e-6)
+        # reverse mode goes through the same (linear) tangent rule
+        gr = jax.grad(lambda Z: jnp.sum(jax.vmap(fn)(Z)[1]))(Z)
+        np.testing.assert_allclose(gr, jax.grad(lambda Z: jnp.sum(ref(Z)[1]))(Z), rtol=1e-9, atol=1e-12)
+    singular = jnp.zeros((2, 2)).at[0, 0].set(1.0)
+    assert float(_decomp.inverse_logabsdet(singular)[1]) == -np.inf

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 
 from jaxsteer import _linalg
 
-__all__ = ["static_bool", "logabsdet", "inverse_and_logabsdet", "inverse_cholesky", "geig", "geig_whitened"]
+__all__ = ["static_bool", "logabsdet", "inverse_and_logabsdet", "inverse_cholesky", "geig", "geig_whitened",
+           "inverse_logabsdet", "spd_inverse_logdet"]
 
 
 def static_bool(x):
@@ -78,3 +79,44 @@ def geig_whitened(iL, Y):
 def geig(X, Y):
     """``L, θ`` with ``Lᵀ X L = I`` and ``Lᵀ Y L = diag(θ)`` (``X`` SPD, ``Y`` symmetric PSD)."""
     return geig_whitened(inverse_cholesky(X), Y)
+
+
+# Inverse and log-determinant whose derivatives reuse the inverse: ``d(X⁻¹) = −X⁻¹ dX X⁻¹`` and
+# ``d ln|det X| = tr(X⁻¹ dX)`` cost two and one matrix products. JAX's own rules differentiate the
+# factorisation (triangular solves with the factors); inside a linearised gradient, evaluated at every
+# CG iteration, those dominate (measured: the joint phase of ``all`` at d = 64, one Hessian–vector
+# product 5.2 ms through the generic objective).
+
+
+def _inverse_tangent(inv, dX):
+    return -inv @ dX @ inv, jnp.sum(jnp.swapaxes(inv, -1, -2) * dX, axis=(-2, -1))
+
+
+@jax.custom_jvp
+def inverse_logabsdet(X):
+    """``(X⁻¹, ln|det X|)`` of an invertible ``X [..., d, d]`` by LU (``ln|det X| = −inf`` if singular)."""
+    lu_, piv = jax.scipy.linalg.lu_factor(X)
+    eye = jnp.broadcast_to(jnp.eye(X.shape[-1], dtype=X.dtype), X.shape)
+    ld = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(lu_, axis1=-2, axis2=-1))), axis=-1)
+    return jax.scipy.linalg.lu_solve((lu_, piv), eye), jnp.where(jnp.isnan(ld), -jnp.inf, ld)
+
+
+@inverse_logabsdet.defjvp
+def _inverse_logabsdet_jvp(primals, tangents):
+    inv, ld = inverse_logabsdet(*primals)
+    return (inv, ld), _inverse_tangent(inv, tangents[0])
+
+
+@jax.custom_jvp
+def spd_inverse_logdet(X):
+    """``(X⁻¹, ln det X)`` of a symmetric positive definite ``X [..., d, d]`` by Cholesky (``nan`` if not)."""
+    c = jnp.linalg.cholesky(_linalg.sym(X))
+    eye = jnp.broadcast_to(jnp.eye(X.shape[-1], dtype=X.dtype), X.shape)
+    return _linalg.sym(jax.scipy.linalg.cho_solve((c, True), eye)), _linalg.chol_logdet(c)
+
+
+@spd_inverse_logdet.defjvp
+def _spd_inverse_logdet_jvp(primals, tangents):
+    inv, ld = spd_inverse_logdet(*primals)
+    dinv, dld = _inverse_tangent(inv, _linalg.sym(tangents[0]))
+    return (inv, ld), (_linalg.sym(dinv), dld)
