@@ -3,10 +3,11 @@
 Variables: the template ``N(u_i, G_i)`` (gauge ``u_c = 0``, ``G_c = I``), one map ``B_a = [A_a | b_a]``
 per group, and common base rates ``π`` (``q̃[i, a] = p_a π_i``, group marginals fixed).
 
-Block-coordinate descent, every block exact, so the objective never increases:
+Block-coordinate descent, in which no block update increases the objective:
   1. ``π`` in closed form from the subgroup KLs;
   2. the template in closed form from the maps;
-  3. all group maps (damped Newton per group, warm-started).
+  3. all group maps (Newton per group, warm-started, every accepted step lowering the objective; to
+     ``ALTERNATION_MAP_TOL`` only, as the joint phase below finishes them).
 The blocks are strongly coupled, so once the alternation's residual is below ``ALTERNATION_SWITCH`` a
 joint Newton phase (:class:`JointProblem`, on the engine of :mod:`jaxsteer.solve._engine`) finishes
 on the maps and base rates with the template eliminated in closed form. It is restarted from every
@@ -131,6 +132,9 @@ class Run(NamedTuple):
 ANDERSON_MEMORY = 5
 #: Alternate until the residual is below this, then switch to joint Newton.
 ALTERNATION_SWITCH = 1e-2
+#: The alternation's group maps are solved to this residual (or ``0.1 · tol`` if looser): the joint phase
+#: takes over at ``ALTERNATION_SWITCH``, so tighter map solves only add Newton steps.
+ALTERNATION_MAP_TOL = 1e-4
 #: Largest variable count ``m·d(d+1) + k`` of the joint phase (template eliminated) solved with a dense
 #: Hessian (``jax.jacfwd`` of the gradient: ``n`` Hessian–vector products and an ``n × n`` solve per Newton step); larger
 #: problems use matrix-free Newton–CG. Timings of the two on single problems: benchmarks/README.md, "``all``:
@@ -183,7 +187,8 @@ def _solve_from(x0: Params, r, q, sg, *, c, symmetric, tol, max_iter, max_outer,
         pi = w[:, 0] / p[0]
         A, b = x.B[:, :, :-1], x.B[:, :, -1]
         u, G = closed_form.template_update(A, b, sg.mu, sg.P, w, c)
-        res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, symmetric=symmetric, tol=0.1 * tol,
+        res = _update_maps(Params(u, G, x.B, pi), w, sg, sym_mask, symmetric=symmetric,
+                           tol=jnp.maximum(0.1 * tol, ALTERNATION_MAP_TOL),
                            max_iter=max_iter, use_closed_form=use_closed_form, config=config)
         y = Params(u, G, res.B, pi)
         v = objective(y, q, sg)
