@@ -160,3 +160,33 @@ def test_factorisations_with_product_derivatives_match_jax():
         np.testing.assert_allclose(gr, jax.grad(lambda Z: jnp.sum(ref(Z)[1]))(Z), rtol=1e-9, atol=1e-12)
     singular = jnp.zeros((2, 2)).at[0, 0].set(1.0)
     assert float(_decomp.inverse_logabsdet(singular)[1]) == -np.inf
+
+
+def test_joint_retraction_rotates_and_agrees_to_first_order():
+    """``JointProblem.retract``: a step whose template-coordinate part ``A⁻¹V`` is antisymmetric keeps
+    ``A Aᵀ`` exactly (a rotation), the gauge group's symmetric map moves on a straight line, and the
+    curve agrees with ``x + αp`` to first order (the gap shrinks as ``α²``)."""
+    k, m, d = 2, 3, 4
+    rng = np.random.default_rng(7)
+    q, mu, S = (jnp.asarray(x) for x in oracles.random_family(rng, k, m, d))
+    sg = all_groups._common.subgroups(mu, S)
+    A = jnp.asarray(np.eye(d) + 0.3 * rng.standard_normal((m, d, d)))
+    A = A.at[0].set(A[0] @ A[0].T)
+    B = jnp.concatenate([A, jnp.asarray(rng.standard_normal((m, d, 1)))], axis=2)
+    x0 = all_groups.Params(jnp.zeros((k, d)), jnp.broadcast_to(jnp.eye(d), (k, d, d)), B, jnp.array([0.3, 0.7]))
+    prob = all_groups.JointProblem(q, sg, jnp.arange(m) == 0, 0, x0)
+    pt = prob.point(prob.v0)
+    Om = rng.standard_normal((m, d, d))
+    Om = jnp.asarray(Om - np.swapaxes(Om, 1, 2))
+    VA = jnp.einsum("aij,ajl->ail", A, Om).at[0].set(jnp.eye(d))  # rotations; the gauge map: + I
+    p = prob.project(jax.flatten_util.ravel_pytree((jnp.concatenate([VA, jnp.zeros((m, d, 1))], 2),
+                                                     jnp.array([0.0, 0.2])))[0])
+    B1, z1 = prob.unravel(prob.retract(pt, p, 0.5))
+    A1 = B1[:, :, :-1]
+    np.testing.assert_allclose(A1[1:] @ jnp.swapaxes(A1[1:], 1, 2), A[1:] @ jnp.swapaxes(A[1:], 1, 2), atol=1e-12)
+    assert float(jnp.max(jnp.abs(A1[1:] - A[1:]))) > 0.1  # it did move
+    np.testing.assert_allclose(A1[0], A[0] + 0.5 * jnp.eye(d), atol=1e-14)
+    np.testing.assert_allclose(z1, prob.unravel(pt.x)[1] + 0.5 * jnp.array([0.0, 0.2]), atol=1e-14)
+    p = prob.project(jnp.asarray(rng.standard_normal(pt.x.shape)))
+    gaps = [float(jnp.max(jnp.abs(prob.retract(pt, p, a) - (pt.x + a * p)))) for a in (1e-2, 1e-3)]
+    assert 50 < gaps[0] / gaps[1] < 200, gaps  # O(α²)

@@ -15,7 +15,9 @@ A problem is a :class:`Problem` subclass that closes over its data. The engine a
   ``preconditioner(pt)`` / ``precondition(pc, r)`` / ``metric(pc, v)``: an SPD approximation ``M``
   of the Hessian, its inverse and itself;
 * ``trial(pt, p, alpha, line)``: ``f(x + αp) − f(x)``, where ``line = line_model(pt, p, extra)``
-  lets a problem evaluate it more cheaply than ``point``.
+  lets a problem evaluate it more cheaply than ``point``;
+* optionally ``retract(pt, p, alpha)``: the point a step reaches, ``x + αp`` unless the problem follows
+  a curve that agrees with it to first order (the joint phase of ``all`` rotates its affine maps).
 
 Globalisation. A step is made safe in one of two ways, chosen per problem (:func:`_damped`):
 
@@ -188,9 +190,14 @@ class Problem:
     def line_model(self, pt: Point, p, extra):
         return None
 
+    def retract(self, pt: Point, p, alpha):
+        """The point a step of length ``alpha`` along ``p`` from ``pt`` reaches: ``x + αp`` by default; a
+        problem may follow a curve instead, one that agrees with ``x + αp`` to first order in ``α``."""
+        return jax.tree_util.tree_map(lambda v, d: v + alpha * d, pt.x, p)
+
     def trial(self, pt: Point, p, alpha, line) -> jax.Array:
-        """``f(x + αp) − f(x)`` (``+inf`` outside the domain); by default through :meth:`point`."""
-        return self.point(pt.x + alpha * p).f - pt.f
+        """``f(retract(pt, p, α)) − f(x)`` (``+inf`` outside the domain); by default through :meth:`point`."""
+        return self.point(self.retract(pt, p, alpha)).f - pt.f
 
 
 class State(NamedTuple):
@@ -400,7 +407,7 @@ def step(problem: Problem, s: State, *, tol, linear: str, max_cg: int = 0, confi
     slack = config.slack_ulps * eps * (jnp.abs(pt.f) + problem.scale)
     alpha, ls_ok = _line_search(problem, pt, p, line, slope, slack, linear, config)
     accept = ok & ls_ok
-    x_new = jax.tree_util.tree_map(lambda x, v: x + jnp.where(accept, alpha, 0.0) * v, pt.x, p)
+    x_new = problem.retract(pt, p, jnp.where(accept, alpha, 0.0))
     new = problem.point(x_new)
     noise = -slope <= slack
     accept = accept & jnp.isfinite(new.f) & (~noise | (new.res < pt.res))
