@@ -147,9 +147,9 @@ JOINT_DENSE_MAX_VARS = 48
 #: one path and 1.2e-4 on another.
 BOUNDARY_BASE_RATE = 1e-3
 #: CG iterations per Newton step of the matrix-free joint phase. Measured on the d = 64 embedding family
-#: (affine, both restarts): with 500 the last steps, at residuals near 1e-8, are too inexact to lower the
-#: residual and both restarts stall above ``tol``; with 2,000 both converge (13 and 7 Newton steps,
-#: 9,774 and 6,031 CG iterations in all).
+#: (affine, both restarts, curved steps): with 500 the last steps, at residuals near 1e-8, are too inexact
+#: to lower the residual and both restarts stall above ``tol``; with 2,000 both converge (12 and 7 Newton
+#: steps, 7,774 and 6,031 CG iterations in all).
 JOINT_MAX_CG = 2000
 
 
@@ -448,8 +448,8 @@ class JointProblem(_engine.Problem):
         them after a short distance. Measured on the d = 64 embedding family, affine, the joint phases
         of both restarts: straight steps with CG capped at 500, 49 and 27 Newton steps (17,104 and 9,534
         CG iterations; the first stalled at residual 1e-8); straight, capped at 2,000, 48 and 22 steps
-        (42,105 CG in all); curved, capped at 2,000, 12 and 7 steps (7,774 and 6,031 CG), 16.6 s
-        for the whole solve against 22.6 s.
+        (42,105 CG in all); curved, capped at 2,000, 12 and 7 steps (7,774 and 6,031 CG); the whole
+        solve 22.6 → 15.3 s (benchmarks/README.md, "The solver engine").
         """
         B, z = self.unravel(pt.x)
         PB, pz = self.unravel(p)
