@@ -167,3 +167,56 @@ def test_logabsdet_on_the_domain_of_each_form(rng):
     assert float(_decomp.logabsdet(jnp.zeros((d, d)), False)) == -np.inf
     assert _decomp.static_bool(jnp.asarray(True)) is True
     assert jax.jit(lambda s: jnp.asarray(_decomp.static_bool(s) is None))(jnp.asarray(True))
+
+
+# ------------------------------------------------------------------------------------------------
+# the affine form's pair preconditioner, extended to the offset (the joint phase of ``all``)
+
+
+def _as_matrix(fn, shape):
+    n = int(np.prod(shape))
+    return np.asarray(jax.vmap(lambda e: fn(e.reshape(shape)).reshape(-1))(jnp.eye(n))).T
+
+
+@pytest.mark.parametrize("stiff_negative", [False, True])
+def test_pair_preconditioner_with_offset_is_the_hessian_for_one_class(rng, stiff_negative):
+    """For one class the pair blocks are the exact Hessian with ``b`` eliminated, in their basis, so
+    extended to the offset by block elimination the metric is the analytic affine Hessian over
+    ``[A | b]`` wherever that is positive definite, and the preconditioner is its inverse."""
+    d = 4
+    prob = _problem(rng, 1, d, False)
+    # A G Aᵀ = 4 Σ: the quadratic part outweighs the log-det term's negative curvature
+    A = 2.0 * jnp.linalg.cholesky(jnp.linalg.inv(prob.P[0])) @ jnp.linalg.inv(jnp.linalg.cholesky(prob.G[0]))
+    B = _group.with_offset(prob, A) + 0.3
+    H = np.asarray(_group.hessian(prob, B))
+    assert np.min(np.linalg.eigvalsh(H)) > 0.0
+    K = _group.kron_constants(prob)
+    pc = _group.pair_preconditioner(K, B[:, :d], stiff_negative=stiff_negative)
+    M = _as_matrix(lambda V: _group.metric_with_offset(K, pc, V), (d, d + 1))
+    np.testing.assert_allclose(M, H, atol=1e-10 * np.max(np.abs(H)))
+    Minv = _as_matrix(lambda R: _group.precondition_with_offset(K, pc, R), (d, d + 1))
+    np.testing.assert_allclose(Minv @ H, np.eye(d * (d + 1)), atol=1e-9)
+
+
+def test_pair_preconditioner_with_offset_is_spd_where_the_hessian_is_indefinite(rng):
+    """Several classes, a map where the affine Hessian has negative curvature: both variants of the
+    preconditioner are symmetric positive definite and invert their metric; counting negative
+    curvature as stiff makes the metric at least as large as the absolute-value one."""
+    d = 3
+    prob = _problem(rng, 3, d, False)
+    A = 0.3 * (jnp.eye(d) + 0.5 * jnp.asarray(rng.normal(size=(d, d))))
+    H = np.asarray(_group.hessian(prob, _group.with_offset(prob, A)))
+    assert np.min(np.linalg.eigvalsh(H)) < 0.0
+    K = _group.kron_constants(prob)
+    metrics = []
+    for stiff in (False, True):
+        pc = _group.pair_preconditioner(K, A, stiff_negative=stiff)
+        M = _as_matrix(lambda V: _group.metric_with_offset(K, pc, V), (d, d + 1))
+        Minv = _as_matrix(lambda R: _group.precondition_with_offset(K, pc, R), (d, d + 1))
+        np.testing.assert_allclose(M, M.T, atol=1e-10 * np.max(np.abs(M)))
+        np.testing.assert_allclose(Minv, Minv.T, atol=1e-10 * np.max(np.abs(Minv)))
+        assert np.min(np.linalg.eigvalsh(M)) > 0.0
+        np.testing.assert_allclose(Minv @ M, np.eye(d * (d + 1)), atol=1e-9)
+        metrics.append(M)
+    assert np.min(np.linalg.eigvalsh(metrics[1] - metrics[0])) > -1e-9 * np.max(np.abs(metrics[0]))
+    assert not np.allclose(metrics[1], metrics[0])

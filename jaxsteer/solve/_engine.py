@@ -165,9 +165,9 @@ class Problem:
     scale: Any = 1.0
     #: whether the objective is convex (then steps are globalised by the line search, see the module)
     convex: bool = False
-    #: whether the CG preconditioner follows the iterate on the ``Config.refresh_cg*`` schedule
-    #: (``False``: built once at the start, whatever the config says)
-    refresh_preconditioner: bool = True
+    #: when the CG preconditioner is rebuilt: ``"config"`` on the ``Config.refresh_cg*`` schedule,
+    #: ``"once"`` only at the start, ``"every_step"`` at every Newton step (whatever the config says)
+    preconditioner_schedule: str = "config"
 
     def point(self, x) -> Point:
         raise NotImplementedError
@@ -369,6 +369,17 @@ def _line_search(problem: Problem, pt: Point, p, line, slope, slack, linear: str
 # -- the loop -------------------------------------------------------------------------------------------
 
 
+def _refresh_rule(problem: Problem, config: Config):
+    """``Config.refresh_cg``'s convention (``None``, ``0`` or ``n``) for ``problem``'s schedule."""
+    schedule = problem.preconditioner_schedule
+    if schedule == "config":
+        return config.refresh_cg if problem.convex else config.refresh_cg_nonconvex
+    if schedule not in ("once", "every_step"):
+        raise ValueError(f"preconditioner_schedule: unknown value {schedule!r}; use 'config', 'once' or "
+                         "'every_step'.")
+    return None if schedule == "once" else 0
+
+
 def init(problem: Problem, x0, *, linear: str, config: Config = DEFAULT) -> State:
     pt = problem.point(x0)
     dtype = jnp.result_type(pt.f)
@@ -392,8 +403,7 @@ def step(problem: Problem, s: State, *, tol, linear: str, max_cg: int = 0, confi
     if linear == "dense":
         p, extra, n_inner = _dense_direction(problem, pt, lam)
     else:
-        refresh = config.refresh_cg if problem.convex else config.refresh_cg_nonconvex
-        refresh = refresh if problem.refresh_preconditioner else None
+        refresh = _refresh_rule(problem, config)
         if refresh == 0:
             pc = problem.preconditioner(pt)
         elif refresh is not None:

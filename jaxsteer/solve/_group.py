@@ -272,7 +272,7 @@ class _Kron(NamedTuple):
     const: jax.Array  # ½ Σ_i w_i (ln det Σ_i − ln det G_i − d)
 
 
-def _kron_constants(prob: GroupProblem) -> _Kron:
+def kron_constants(prob: GroupProblem) -> _Kron:
     d = prob.u.shape[-1]
     w = prob.w
     W = jnp.sum(w)
@@ -340,17 +340,21 @@ class _PairPreconditioner(NamedTuple):
     cross: jax.Array
 
 
-#: Relative floor of the 2 × 2 blocks' absolute eigenvalues in :meth:`KroneckerGroup._pair_preconditioner`.
+#: Relative floor of the 2 × 2 blocks' absolute eigenvalues in :func:`pair_preconditioner`.
 PAIR_FLOOR = 1e-8
 
 
-def _abs_pair_inverse(a, c, x, floor):
+def _abs_pair_inverse(a, c, x, floor, stiff_negative=False):
     """Entries ``(p, s)`` of ``|B|⁻¹`` for the symmetric blocks ``B = [[a, x], [x, c]]`` (elementwise),
-    ``|B| = U |Λ| Uᵀ`` with ``|λ|`` floored at ``floor · max|λ|``; ``p`` acts on the first coordinate."""
+    ``|B| = U |Λ| Uᵀ`` with ``|λ|`` floored at ``floor · max|λ|``; ``p`` acts on the first coordinate.
+    With ``stiff_negative`` a negative ``λ`` is replaced by the block's largest ``|λ|`` instead, so that
+    preconditioned CG keeps its directions away from that negative curvature."""
     m, delta = 0.5 * (a + c), 0.5 * (a - c)
     r = jnp.sqrt(delta * delta + x * x)
     lp, lm = jnp.abs(m + r), jnp.abs(m - r)
     top = jnp.maximum(lp, lm)
+    if stiff_negative:
+        lp, lm = jnp.where(m + r < 0, top, lp), jnp.where(m - r < 0, top, lm)
     lp, lm = jnp.maximum(lp, floor * top), jnp.maximum(lm, floor * top)
     safe = jnp.where(r > 0, r, 1.0)
     cos2, sin2 = jnp.where(r > 0, delta / safe, 1.0), jnp.where(r > 0, x / safe, 0.0)
@@ -365,13 +369,96 @@ def apply_pair_preconditioner(pc: _PairPreconditioner, X):
     return pc.AT @ Y @ pc.Tinv
 
 
+def pair_preconditioner(K: _Kron, A, stiff_negative: bool = False) -> _PairPreconditioner:
+    """Affine form: block-Jacobi in coordinates that decouple the Hessian into 2 × 2 blocks.
+
+    Write a step as ``V = A X`` (``X`` in template coordinates). The Hessian's quadratic form is
+    ``Σ_i w_i tr(P̃_i X G̃_i Xᵀ) + W tr(X X)`` with ``P̃_i = Aᵀ P_i A`` and ``G̃_i`` the class scatter
+    (exact for equal ``P_i``, where eliminating ``b`` adds the mean scatter). In the basis
+    ``X = T Y T⁻¹`` with ``Tᵀ C̄⁻¹ T = I`` and ``Tᵀ (Aᵀ P̄ A) T`` diagonal, ``tr(X X) = tr(Y Y)``
+    couples only ``Y_ij`` with ``Y_ji``, and with equal class shapes so would the rest: the Hessian
+    is block diagonal in pairs ``(ij, ji)``. Its exact 2 × 2 blocks (every class included) are
+    ``[[h_ij, x_ij], [x_ij, h_ji]]``, ``h_ij = Σ_c w_c P'_c[i,i] G'_c[j,j]``,
+    ``x_ij = Σ_c w_c P'_c[i,j] G'_c[i,j] + W``, and ``h_ii + W`` on the diagonal. The
+    antisymmetric combination is where the log-det term cancels the quadratic part (rotations of a
+    nearly isotropic template barely change ``F``); a Kronecker preconditioner sees only the large
+    quadratic part there and CG then needs many iterations. The blocks are inverted in absolute
+    value (the affine Hessian can be indefinite), their eigenvalues floored at ``PAIR_FLOOR``.
+    """
+    d = A.shape[-1]
+    PA = jnp.einsum("k,kij,jl->il", K.w, K.P, A) / K.W  # P̄ A
+    Mw = K.Cbar_L.T @ (A.T @ PA) @ K.Cbar_L  # Lᵀ Aᵀ P̄ A L
+    _, U = jnp.linalg.eigh(_linalg.sym(Mw))
+    T = K.Cbar_L @ U
+    Tinv = U.T @ jax.scipy.linalg.solve_triangular(K.Cbar_L, jnp.eye(d, dtype=A.dtype), lower=True)
+    AT = A @ T
+    Pp = jnp.einsum("ji,kjl,lm->kim", AT, K.P, AT)  # (AT)ᵀ P_c (AT)
+    Gp = jnp.einsum("ij,kjl,ml->kim", Tinv, K.Gs, Tinv)  # T⁻¹ G̃_c T⁻ᵀ
+    dP = jnp.diagonal(Pp, axis1=-2, axis2=-1)
+    dG = jnp.diagonal(Gp, axis1=-2, axis2=-1)
+    h = jnp.einsum("k,ki,kj->ij", K.w, dP, dG)
+    x = _linalg.sym(jnp.einsum("k,kij,kij->ij", K.w, Pp, Gp)) + K.W
+    eye = jnp.eye(d, dtype=bool)
+    p, sc, (lp, lm, cos2, sin2) = _abs_pair_inverse(h, h.T, x, PAIR_FLOOR, stiff_negative)
+    diag = jnp.abs(jnp.diagonal(h) + K.W)
+    inv_same = jnp.where(eye, jnp.diag(1.0 / diag), p)
+    inv_cross = jnp.where(eye, 0.0, sc)
+    # |B| itself (SPD), the metric of damped steps
+    same = jnp.where(eye, jnp.diag(diag), 0.5 * (lp + lm) + 0.5 * (lp - lm) * cos2)
+    cross = jnp.where(eye, 0.0, 0.5 * (lp - lm) * sin2)
+    return _PairPreconditioner(AT, T, Tinv, inv_same, inv_cross, same, cross)
+
+
+def pair_metric(pc: _PairPreconditioner, V):
+    """The SPD matrix whose inverse :func:`apply_pair_preconditioner` applies, applied to ``V``."""
+    Y = jnp.linalg.solve(pc.AT, V @ pc.T)
+    R = pc.same * Y + pc.cross * Y.T
+    return jnp.linalg.solve(pc.AT.T, R @ pc.T.T)
+
+
+def _offset_coupling(K: _Kron, V):
+    """``H_bA V = Σ_i w_i P_i V u_i``: how a step ``V`` of ``A`` moves the gradient in ``b``."""
+    return jnp.einsum("k,kij,jl,kl->i", K.w, K.P, V, K.u)
+
+
+def _offset_coupling_t(K: _Kron, v):
+    """``H_Ab v = Σ_i w_i P_i v u_iᵀ``, the transpose of :func:`_offset_coupling`."""
+    return jnp.einsum("k,kij,j,kl->il", K.w, K.P, v, K.u)
+
+
+def precondition_with_offset(K: _Kron, pc: _PairPreconditioner, R):
+    """The pair preconditioner extended to steps ``[V_A | v_b]`` of the whole map (``b`` not eliminated).
+
+    Over ``(A, b)`` the Hessian is ``[[H_AA, H_Ab], [H_bA, H_bb]]`` with ``H_bb = Σ_i w_i P_i`` and the
+    couplings of :func:`_offset_coupling`; :func:`pair_preconditioner` approximates the Schur complement
+    ``S = H_AA − H_Ab H_bb⁻¹ H_bA`` (the Hessian with ``b`` eliminated, as in :class:`KroneckerGroup`).
+    Block elimination: ``V_A = S⁻¹ (R_A − H_Ab H_bb⁻¹ r_b)``, ``v_b = H_bb⁻¹ (r_b − H_bA V_A)``.
+    """
+    RA, rb = R[:, :-1], R[:, -1]
+    beta = jax.scipy.linalg.cho_solve((K.Pw_chol, True), rb)
+    VA = apply_pair_preconditioner(pc, RA - _offset_coupling_t(K, beta))
+    vb = jax.scipy.linalg.cho_solve((K.Pw_chol, True), rb - _offset_coupling(K, VA))
+    return jnp.concatenate([VA, vb[:, None]], axis=1)
+
+
+def metric_with_offset(K: _Kron, pc: _PairPreconditioner, V):
+    """The inverse of :func:`precondition_with_offset`: ``[[S + H_Ab H_bb⁻¹ H_bA, H_Ab], [H_bA, H_bb]]``
+    with ``S`` the pair metric."""
+    VA, vb = V[:, :-1], V[:, -1]
+    hb = _offset_coupling(K, VA)
+    t = jax.scipy.linalg.cho_solve((K.Pw_chol, True), hb) + vb
+    top = pair_metric(pc, VA) + _offset_coupling_t(K, t)
+    bottom = hb + K.Pw_chol @ (K.Pw_chol.T @ vb)
+    return jnp.concatenate([top, bottom[:, None]], axis=1)
+
+
 class KroneckerGroup(_engine.Problem):
     """``F`` over ``A`` alone (``b = b*(A)``) with Kronecker-structured Hessian–vector products, for
     matrix-free Newton–CG. ``symmetric`` is a Python bool where known at trace time (then only that
     form's factorisations are compiled), else a traced boolean."""
 
     def __init__(self, prob: GroupProblem, symmetric):
-        self.K = _kron_constants(prob)
+        self.K = kron_constants(prob)
         self.symmetric = symmetric
         self.convex = symmetric is True
         self.scale = self.K.W
@@ -419,51 +506,11 @@ class KroneckerGroup(_engine.Problem):
         """
         K = self.K
         if self.symmetric is False:
-            return self._pair_preconditioner(pt)
+            return pair_preconditioner(K, pt.x)
         Q = jnp.where(self.symmetric, jnp.sqrt(K.W) * _linalg.sym(pt.aux.Ainv), 0.0)
         Lm, th = _decomp.geig_whitened(K.Pbar_iL, Q)
         Rm, ph = _decomp.geig_whitened(K.Cbar_iL, Q)
         return _Preconditioner(Lm, Rm, 1.0 + th[:, None] * ph[None, :], Q)
-
-    def _pair_preconditioner(self, pt: Point) -> _PairPreconditioner:
-        """Affine form: block-Jacobi in coordinates that decouple the Hessian into 2 × 2 blocks.
-
-        Write a step as ``V = A X`` (``X`` in template coordinates). The Hessian's quadratic form is
-        ``Σ_i w_i tr(P̃_i X G̃_i Xᵀ) + W tr(X X)`` with ``P̃_i = Aᵀ P_i A`` and ``G̃_i`` the class scatter
-        (exact for equal ``P_i``, where eliminating ``b`` adds the mean scatter). In the basis
-        ``X = T Y T⁻¹`` with ``Tᵀ C̄⁻¹ T = I`` and ``Tᵀ (Aᵀ P̄ A) T`` diagonal, ``tr(X X) = tr(Y Y)``
-        couples only ``Y_ij`` with ``Y_ji``, and with equal class shapes so would the rest: the Hessian
-        is block diagonal in pairs ``(ij, ji)``. Its exact 2 × 2 blocks (every class included) are
-        ``[[h_ij, x_ij], [x_ij, h_ji]]``, ``h_ij = Σ_c w_c P'_c[i,i] G'_c[j,j]``,
-        ``x_ij = Σ_c w_c P'_c[i,j] G'_c[i,j] + W``, and ``h_ii + W`` on the diagonal. The
-        antisymmetric combination is where the log-det term cancels the quadratic part (rotations of a
-        nearly isotropic template barely change ``F``); a Kronecker preconditioner sees only the large
-        quadratic part there and CG then needs many iterations. The blocks are inverted in absolute
-        value (the affine Hessian can be indefinite), their eigenvalues floored at ``PAIR_FLOOR``.
-        """
-        K = self.K
-        A = pt.x
-        PA = jnp.einsum("k,kij,jl->il", K.w, K.P, A) / K.W  # P̄ A
-        Mw = K.Cbar_L.T @ (A.T @ PA) @ K.Cbar_L  # Lᵀ Aᵀ P̄ A L
-        _, U = jnp.linalg.eigh(_linalg.sym(Mw))
-        T = K.Cbar_L @ U
-        Tinv = U.T @ jax.scipy.linalg.solve_triangular(K.Cbar_L, jnp.eye(self.d, dtype=A.dtype), lower=True)
-        AT = A @ T
-        Pp = jnp.einsum("ji,kjl,lm->kim", AT, K.P, AT)  # (AT)ᵀ P_c (AT)
-        Gp = jnp.einsum("ij,kjl,ml->kim", Tinv, K.Gs, Tinv)  # T⁻¹ G̃_c T⁻ᵀ
-        dP = jnp.diagonal(Pp, axis1=-2, axis2=-1)
-        dG = jnp.diagonal(Gp, axis1=-2, axis2=-1)
-        h = jnp.einsum("k,ki,kj->ij", K.w, dP, dG)
-        x = _linalg.sym(jnp.einsum("k,kij,kij->ij", K.w, Pp, Gp)) + K.W
-        eye = jnp.eye(self.d, dtype=bool)
-        p, sc, (lp, lm, cos2, sin2) = _abs_pair_inverse(h, h.T, x, PAIR_FLOOR)
-        diag = jnp.abs(jnp.diagonal(h) + K.W)
-        inv_same = jnp.where(eye, jnp.diag(1.0 / diag), p)
-        inv_cross = jnp.where(eye, 0.0, sc)
-        # |B| itself (SPD), the metric of damped steps
-        same = jnp.where(eye, jnp.diag(diag), 0.5 * (lp + lm) + 0.5 * (lp - lm) * cos2)
-        cross = jnp.where(eye, 0.0, 0.5 * (lp - lm) * sin2)
-        return _PairPreconditioner(AT, T, Tinv, inv_same, inv_cross, same, cross)
 
     def precondition(self, pc, X):
         if isinstance(pc, _PairPreconditioner):
@@ -472,10 +519,8 @@ class KroneckerGroup(_engine.Problem):
         return self._sym(pc.L @ Y @ pc.R.T)
 
     def metric(self, pc, V):
-        if isinstance(pc, _PairPreconditioner):  # the inverse of apply_pair_preconditioner
-            Y = jnp.linalg.solve(pc.AT, V @ pc.T)
-            R = pc.same * Y + pc.cross * Y.T
-            return jnp.linalg.solve(pc.AT.T, R @ pc.Tinv)
+        if isinstance(pc, _PairPreconditioner):
+            return pair_metric(pc, V)
         return self._sym(self.K.Pbar @ V @ self.K.Cbar + pc.Q @ V @ pc.Q)
 
     def line_model(self, pt: Point, p, extra):

@@ -231,7 +231,7 @@ def _solve_from(x0: Params, r, q, sg, *, c, symmetric, tol, max_iter, max_outer,
     # for thousands of steps (measured: d = 64 income embeddings, residual 3e-9 after 100 alternations,
     # 108 s). Finish with Newton on all variables jointly, the template eliminated in closed form:
     # dense for small problems, matrix-free Newton–CG beyond JOINT_DENSE_MAX_VARS.
-    problem = JointProblem(q, sg, sym_mask, c, alt.x)
+    problem = JointProblem(q, sg, sym_mask, c, alt.x, symmetric=symmetric)
     if joint == "auto":
         joint = "dense" if problem.size <= JOINT_DENSE_MAX_VARS else "cg"
     out = _engine.minimize(problem, problem.v0, tol=tol, max_iter=max_iter, linear=joint,
@@ -307,21 +307,22 @@ class JointProblem(_engine.Problem):
     ``f(B, z) = min_{u, G} L(u, G, B, softmax(z))``), for the Newton engine.
 
     Gauge and symmetry constraints are imposed by the projection ``T``: ``z_0 = 0`` (the softmax is
-    shift-invariant) and ``A_a`` symmetric where ``sym_mask``. Dense solves use the autodiff Hessian;
-    matrix-free ones Hessian–vector products from one ``jax.linearize`` of the gradient per step,
-    preconditioned block-diagonally: per group the Kronecker approximation of :func:`_group_factors`,
-    and ``π_i(1 − π_i)`` (the Fisher information of the softmax) for the base-rate logits.
+    shift-invariant) and ``A_a`` symmetric where ``sym_mask``. ``symmetric`` (static) says that every
+    map is symmetric (the symmetric form), so that the affine groups' preconditioner is not compiled.
+    Dense solves use the autodiff Hessian; matrix-free ones Hessian–vector products from one
+    ``jax.linearize`` of the gradient per step, preconditioned block-diagonally (:meth:`preconditioner`).
     """
 
-    #: The block-diagonal preconditioner leaves out the coupling through the template and (affine
-    #: form) the log-det curvature; rebuilding it does not help. Measured on the d = 64 embedding
-    #: family, affine, one restart: built once, converged in 113 Newton steps (53,811 CG, 240 s);
-    #: rebuilt after steps of more than 20 CG iterations, stalled at residual 3e-9 after 157 steps
-    #: (73,497 CG, 340 s).
-    refresh_preconditioner = False
-
-    def __init__(self, q, sg, sym_mask, c: int, x0: Params):
+    def __init__(self, q, sg, sym_mask, c: int, x0: Params, symmetric: bool = False):
         self.q, self.sg, self.sym_mask, self.c = q, sg, sym_mask, c
+        self.symmetric = symmetric
+        # Symmetric form: the Kronecker preconditioner built once. Rebuilding it was measured not to
+        # help there (before the affine groups had their own preconditioner: d = 64 embedding family,
+        # affine, one restart, built once 113 Newton steps and 53,811 CG iterations; rebuilt after
+        # steps of more than 20 CG iterations, stalled at residual 3e-9 after 157 steps). The affine
+        # groups' pair preconditioner rotates with A_a and is rebuilt at every step (measured in
+        # :meth:`preconditioner`).
+        self.preconditioner_schedule = "once" if symmetric else "every_step"
         self.p = jnp.sum(q, axis=0)
         v0, self.unravel = jax.flatten_util.ravel_pytree((x0.B, jnp.log(x0.pi) - jnp.log(x0.pi[0])))
         self.size = v0.shape[0]
@@ -413,26 +414,60 @@ class JointProblem(_engine.Problem):
         return lambda v: (self.project(lin(self.project(v))), None)
 
     def preconditioner(self, pt: Point):
+        """Block-diagonal: one block per group and ``π_i(1 − π_i)`` (the Fisher information of the
+        softmax) for the base-rate logits.
+
+        A symmetric map's block is the Kronecker-sum approximation of :func:`_group_factors`. An affine
+        map's is the one-group kernel's pair preconditioner (:func:`_group.pair_preconditioner`, which
+        models the rotations of template coordinates, where the log-det term cancels the quadratic
+        part and the Kronecker approximation is far too stiff), extended to the offset by exact block
+        elimination (:func:`_group.precondition_with_offset`), with negative curvature counted as
+        stiff. Neither models the coupling of the groups through the template. Measured on the d = 64
+        embedding family, affine, the joint phases of the two restarts (Newton steps, CG iterations):
+        Kronecker blocks built once 12 and 7 steps, 7,774 and 6,031 CG (4.9 and 3.9 s); pair blocks
+        built once 259 and 10 steps (69,688 and 2,091 CG); rebuilt after steps of more than 20 CG
+        iterations 81 and 13 (7,292 and 1,655); with negative curvature stiff 63 and 13 (3,138 and
+        1,655); rebuilt at every step (the choice) 67 and 14 (2,145 and 1,743 CG; 2.2 and 1.4 s).
+        """
         x = self.params(pt.x)
         w = x.pi[:, None] * self.p[None, :]
         m = x.B.shape[0]
+        tpl = _common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
+
+        def one(args):
+            A, a, sym_a = args
+            kron = _group_factors(A, self.sg.P[:, a], w[:, a], x.u, x.G, sym_a)
+            if self.symmetric:
+                return kron, None, None
+            K = _group.kron_constants(_common.group_problem(tpl, self.sg, a, w[:, a], False))
+            return kron, _group.pair_preconditioner(K, A, stiff_negative=True), K
+
         # One group at a time (lax.map): the template is shared, see _update_maps.
-        factors = jax.lax.map(
-            lambda args: _group_factors(args[0], self.sg.P[:, args[1]], w[:, args[1]], x.u, x.G, args[2]),
-            (x.B[:, :, :-1], jnp.arange(m), self.sym_mask))
-        return factors, x.pi * (1.0 - x.pi)
+        factors, pairs, Ks = jax.lax.map(one, (x.B[:, :, :-1], jnp.arange(m), self.sym_mask))
+        return factors, pairs, Ks, x.pi * (1.0 - x.pi)
+
+    def _blocks(self, pc, R, kron_fn, pair_fn):
+        factors, pairs, Ks, _ = pc
+        if self.symmetric:
+            return jax.vmap(kron_fn)(factors, R)
+
+        def one(f, pair, K, sym_a, X):
+            return jnp.where(sym_a, kron_fn(f, X), pair_fn(K, pair, X))
+
+        return jax.vmap(one)(factors, pairs, Ks, self.sym_mask, R)
 
     def precondition(self, pc, r):
-        factors, fisher = pc
+        fisher = pc[-1]
         RB, rz = self.unravel(r)
-        VB = jax.vmap(lambda f, X: f.L @ ((f.L.T @ X @ f.R) / f.denom) @ f.R.T)(factors, RB)
+        VB = self._blocks(pc, RB, lambda f, X: f.L @ ((f.L.T @ X @ f.R) / f.denom) @ f.R.T,
+                          _group.precondition_with_offset)
         zscale = 1.0 / jnp.maximum(fisher, jnp.finfo(fisher.dtype).tiny)
         return self.project(jax.flatten_util.ravel_pytree((VB, zscale * rz))[0])
 
     def metric(self, pc, v):
-        factors, fisher = pc
+        fisher = pc[-1]
         VB, vz = self.unravel(v)
-        MB = jax.vmap(lambda f, V: f.Pbar @ V @ f.C + f.Q @ V @ f.Z)(factors, VB)
+        MB = self._blocks(pc, VB, lambda f, V: f.Pbar @ V @ f.C + f.Q @ V @ f.Z, _group.metric_with_offset)
         return self.project(jax.flatten_util.ravel_pytree((MB, fisher * vz))[0])
 
     def retract(self, pt: Point, p, alpha):
