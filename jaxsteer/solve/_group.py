@@ -344,17 +344,13 @@ class _PairPreconditioner(NamedTuple):
 PAIR_FLOOR = 1e-8
 
 
-def _abs_pair_inverse(a, c, x, floor, stiff_negative=False):
+def _abs_pair_inverse(a, c, x, floor):
     """Entries ``(p, s)`` of ``|B|⁻¹`` for the symmetric blocks ``B = [[a, x], [x, c]]`` (elementwise),
-    ``|B| = U |Λ| Uᵀ`` with ``|λ|`` floored at ``floor · max|λ|``; ``p`` acts on the first coordinate.
-    With ``stiff_negative`` a negative ``λ`` is replaced by the block's largest ``|λ|`` instead, so that
-    preconditioned CG keeps its directions away from that negative curvature."""
+    ``|B| = U |Λ| Uᵀ`` with ``|λ|`` floored at ``floor · max|λ|``; ``p`` acts on the first coordinate."""
     m, delta = 0.5 * (a + c), 0.5 * (a - c)
     r = jnp.sqrt(delta * delta + x * x)
     lp, lm = jnp.abs(m + r), jnp.abs(m - r)
     top = jnp.maximum(lp, lm)
-    if stiff_negative:
-        lp, lm = jnp.where(m + r < 0, top, lp), jnp.where(m - r < 0, top, lm)
     lp, lm = jnp.maximum(lp, floor * top), jnp.maximum(lm, floor * top)
     safe = jnp.where(r > 0, r, 1.0)
     cos2, sin2 = jnp.where(r > 0, delta / safe, 1.0), jnp.where(r > 0, x / safe, 0.0)
@@ -369,7 +365,7 @@ def apply_pair_preconditioner(pc: _PairPreconditioner, X):
     return pc.AT @ Y @ pc.Tinv
 
 
-def pair_preconditioner(K: _Kron, A, stiff_negative: bool = False) -> _PairPreconditioner:
+def pair_preconditioner(K: _Kron, A) -> _PairPreconditioner:
     """Affine form: block-Jacobi in coordinates that decouple the Hessian into 2 × 2 blocks.
 
     Write a step as ``V = A X`` (``X`` in template coordinates). The Hessian's quadratic form is
@@ -399,7 +395,7 @@ def pair_preconditioner(K: _Kron, A, stiff_negative: bool = False) -> _PairPreco
     h = jnp.einsum("k,ki,kj->ij", K.w, dP, dG)
     x = _linalg.sym(jnp.einsum("k,kij,kij->ij", K.w, Pp, Gp)) + K.W
     eye = jnp.eye(d, dtype=bool)
-    p, sc, (lp, lm, cos2, sin2) = _abs_pair_inverse(h, h.T, x, PAIR_FLOOR, stiff_negative)
+    p, sc, (lp, lm, cos2, sin2) = _abs_pair_inverse(h, h.T, x, PAIR_FLOOR)
     diag = jnp.abs(jnp.diagonal(h) + K.W)
     inv_same = jnp.where(eye, jnp.diag(1.0 / diag), p)
     inv_cross = jnp.where(eye, 0.0, sc)

@@ -151,6 +151,9 @@ BOUNDARY_BASE_RATE = 1e-3
 #: to lower the residual and both restarts stall above ``tol``; with 2,000 both converge (12 and 7 Newton
 #: steps, 7,774 and 6,031 CG iterations in all).
 JOINT_MAX_CG = 2000
+#: The joint phase's affine groups are preconditioned by the pair preconditioner once the residual is
+#: below this, and by Kronecker blocks above (:meth:`JointProblem.preconditioner`).
+JOINT_PAIR_SWITCH = 1e-4
 
 
 def _anderson(X, F, count, dtype):
@@ -317,11 +320,11 @@ class JointProblem(_engine.Problem):
         self.q, self.sg, self.sym_mask, self.c = q, sg, sym_mask, c
         self.symmetric = symmetric
         # Symmetric form: the Kronecker preconditioner built once. Rebuilding it was measured not to
-        # help there (before the affine groups had their own preconditioner: d = 64 embedding family,
+        # help (before the affine groups had their own preconditioner: d = 64 embedding family,
         # affine, one restart, built once 113 Newton steps and 53,811 CG iterations; rebuilt after
-        # steps of more than 20 CG iterations, stalled at residual 3e-9 after 157 steps). The affine
-        # groups' pair preconditioner rotates with A_a and is rebuilt at every step (measured in
-        # :meth:`preconditioner`).
+        # steps of more than 20 CG iterations, stalled at residual 3e-9 after 157 steps). In the
+        # affine form the preconditioner switches with the residual, and the pair blocks rotate with
+        # A_a: rebuilt at every step (measured in :meth:`preconditioner`).
         self.preconditioner_schedule = "once" if symmetric else "every_step"
         self.p = jnp.sum(q, axis=0)
         v0, self.unravel = jax.flatten_util.ravel_pytree((x0.B, jnp.log(x0.pi) - jnp.log(x0.pi[0])))
@@ -414,20 +417,24 @@ class JointProblem(_engine.Problem):
         return lambda v: (self.project(lin(self.project(v))), None)
 
     def preconditioner(self, pt: Point):
-        """Block-diagonal: one block per group and ``π_i(1 − π_i)`` (the Fisher information of the
-        softmax) for the base-rate logits.
+        """Block-diagonal: one block per group, and ``π_i(1 − π_i)`` (the Fisher information of the
+        softmax) for the base-rate logits. Neither models the coupling of the groups through the template.
 
-        A symmetric map's block is the Kronecker-sum approximation of :func:`_group_factors`. An affine
-        map's is the one-group kernel's pair preconditioner (:func:`_group.pair_preconditioner`, which
-        models the rotations of template coordinates, where the log-det term cancels the quadratic
-        part and the Kronecker approximation is far too stiff), extended to the offset by exact block
-        elimination (:func:`_group.precondition_with_offset`), with negative curvature counted as
-        stiff. Neither models the coupling of the groups through the template. Measured on the d = 64
+        A symmetric map's block is the Kronecker-sum approximation of :func:`_group_factors`. So is an
+        affine map's while the residual is above ``JOINT_PAIR_SWITCH``; below, it is the one-group
+        kernel's pair preconditioner (:func:`_group.pair_preconditioner`, which models the rotations of
+        template coordinates, where the log-det term cancels the quadratic part and the Kronecker
+        approximation is far too stiff), extended to the offset by exact block elimination
+        (:func:`_group.precondition_with_offset`). Far from a minimum the Hessian is indefinite along
+        those rotations: the pair preconditioner exposes them, and CG stops at negative curvature after a
+        few iterations, while the Kronecker blocks keep CG away from them. Measured on the d = 64
         embedding family, affine, the joint phases of the two restarts (Newton steps, CG iterations):
-        Kronecker blocks built once 12 and 7 steps, 7,774 and 6,031 CG (4.9 and 3.9 s); pair blocks
-        built once 259 and 10 steps (69,688 and 2,091 CG); rebuilt after steps of more than 20 CG
-        iterations 81 and 13 (7,292 and 1,655); with negative curvature stiff 63 and 13 (3,138 and
-        1,655); rebuilt at every step (the choice) 67 and 14 (2,145 and 1,743 CG; 2.2 and 1.4 s).
+        Kronecker blocks built once 12 and 7 steps (7,774 and 6,031 CG; 4.9 and 3.9 s); pair blocks
+        rebuilt at every step 67 and 14 (2,145 and 1,743 CG; 2.2–3.2 and 1.5–1.8 s, three runs), the
+        first restart creeping for 62 steps of 2–16 CG iterations through the indefinite region; with
+        negative curvature made stiff the same; pair blocks built once 259 and 10 steps; the switch
+        at 1e-4 (the choice), every block rebuilt at every step, 9 and 10 steps (3,142 and 1,551 CG;
+        2.1–2.2 and 1.2–1.5 s).
         """
         x = self.params(pt.x)
         w = x.pi[:, None] * self.p[None, :]
@@ -440,21 +447,29 @@ class JointProblem(_engine.Problem):
             if self.symmetric:
                 return kron, None, None
             K = _group.kron_constants(_common.group_problem(tpl, self.sg, a, w[:, a], False))
-            return kron, _group.pair_preconditioner(K, A, stiff_negative=True), K
+            return kron, _group.pair_preconditioner(K, A), K
 
         # One group at a time (lax.map): the template is shared, see _update_maps.
         factors, pairs, Ks = jax.lax.map(one, (x.B[:, :, :-1], jnp.arange(m), self.sym_mask))
-        return factors, pairs, Ks, x.pi * (1.0 - x.pi)
+        return factors, pairs, Ks, pt.res < JOINT_PAIR_SWITCH, x.pi * (1.0 - x.pi)
 
     def _blocks(self, pc, R, kron_fn, pair_fn):
-        factors, pairs, Ks, _ = pc
-        if self.symmetric:
+        """``kron_fn`` or ``pair_fn`` applied to every group's block of ``R`` (see :meth:`preconditioner`)."""
+        factors, pairs, Ks, use_pair, _ = pc
+
+        def kron():
             return jax.vmap(kron_fn)(factors, R)
 
-        def one(f, pair, K, sym_a, X):
-            return jnp.where(sym_a, kron_fn(f, X), pair_fn(K, pair, X))
+        if self.symmetric:
+            return kron()
 
-        return jax.vmap(one)(factors, pairs, Ks, self.sym_mask, R)
+        def mixed():
+            def one(f, pair, K, sym_a, X):
+                return jnp.where(sym_a, kron_fn(f, X), pair_fn(K, pair, X))
+
+            return jax.vmap(one)(factors, pairs, Ks, self.sym_mask, R)
+
+        return jax.lax.cond(use_pair, mixed, kron)
 
     def precondition(self, pc, r):
         fisher = pc[-1]
