@@ -1,34 +1,13 @@
 """Test configuration: float64 by default (the reference precision), fast XLA compiles, shared fixtures."""
 
 import os
-import subprocess
-import sys
 
-#: Tests are dominated by XLA compile time, not run time: skip the expensive backend passes.
-BASE_XLA_FLAGS = "--xla_backend_optimization_level=0"
-#: Compile each fusion with XLA:CPU's elemental emitters instead of the fusion emitters. Measured on
-#: ``nearest_ideal`` ``all``/affine, k = m = 2, d = 3 (jax 0.9.2): compile 9.1–10.9 s -> 4.9–5.9 s, the
-#: same KL and iteration count; the default suite 1,075 s -> 843 s on 2 cores. Run time is not what
-#: it buys (the d = 64 ``all``/affine solve ran 14.1 -> 16.9 s with it), so it is a test setting only.
-#: Newer jaxlibs (0.12) dropped the flag and abort on it: it is used only where a probe accepts it.
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-
-
-def _accepted(flags: str) -> bool:
-    """Whether this jaxlib starts its CPU backend with ``XLA_FLAGS=flags`` (unknown flags abort it)."""
-    probe = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
-    env = {**os.environ, "XLA_FLAGS": flags}
-    try:
-        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
+from xla_flags import flags_for_tests
 
 # Flags set by the caller win. pytest-xdist's workers inherit the variable from the controlling
 # process, which imports this file first, so the probe runs once per test session.
 if "XLA_FLAGS" not in os.environ:
-    fast = f"{BASE_XLA_FLAGS} {FAST_COMPILE_FLAG}"
-    os.environ["XLA_FLAGS"] = fast if _accepted(fast) else BASE_XLA_FLAGS
+    os.environ["XLA_FLAGS"] = flags_for_tests()
 
 import jax  # noqa: E402
 
