@@ -305,6 +305,16 @@ def _group_factors(A, P, w, u, G, symmetric) -> _Factors:
     return _Factors(Pbar, C, Q, Z, Lm, Rm, 1.0 + th[:, None] * ph[None, :])
 
 
+class _JointPreconditioner(NamedTuple):
+    """What :meth:`JointProblem.preconditioner` builds (``pairs`` and ``K`` are ``None`` in the symmetric form)."""
+
+    factors: _Factors  # [m] Kronecker-sum blocks of every group
+    pairs: object  # [m] pair preconditioners of the affine groups' A blocks
+    K: object  # [m] the groups' Kronecker constants (for the offset elimination)
+    use_pair: jax.Array  # [] bool: the affine groups take their pair blocks
+    fisher: jax.Array  # [k] π_i (1 − π_i)
+
+
 class JointProblem(_engine.Problem):
     """All variables of ``all`` jointly, the template eliminated (variable projection:
     ``f(B, z) = min_{u, G} L(u, G, B, softmax(z))``), for the Newton engine.
@@ -430,11 +440,12 @@ class JointProblem(_engine.Problem):
         few iterations, while the Kronecker blocks keep CG away from them. Measured on the d = 64
         embedding family, affine, the joint phases of the two restarts (Newton steps, CG iterations):
         Kronecker blocks built once 12 and 7 steps (7,774 and 6,031 CG; 4.9 and 3.9 s); pair blocks
-        rebuilt at every step 67 and 14 (2,145 and 1,743 CG; 2.2–3.2 and 1.5–1.8 s, three runs), the
-        first restart creeping for 62 steps of 2–16 CG iterations through the indefinite region; with
-        negative curvature made stiff the same; pair blocks built once 259 and 10 steps; the switch
-        at 1e-4 (the choice), every block rebuilt at every step, 9 and 10 steps (3,142 and 1,551 CG;
-        2.1–2.2 and 1.2–1.5 s).
+        built once 259 and 10 steps; rebuilt after steps of more than 20 CG iterations 81 and 13; with
+        negative curvature counted as stiff and rebuilt at every step 67 and 14 (2,145 and 1,743 CG;
+        2.2–3.2 and 1.5–1.8 s, three runs), the first restart creeping for 62 steps of 2–16 CG
+        iterations through the indefinite region; the switch at 1e-4 (the choice), every block rebuilt
+        at every step, 9 and 10 steps (3,142 and 1,551 CG; 2.1–2.3 and 1.2–1.5 s). Below 1e-4 no pair
+        block had a negative eigenvalue.
         """
         x = self.params(pt.x)
         w = x.pi[:, None] * self.p[None, :]
@@ -451,14 +462,13 @@ class JointProblem(_engine.Problem):
 
         # One group at a time (lax.map): the template is shared, see _update_maps.
         factors, pairs, Ks = jax.lax.map(one, (x.B[:, :, :-1], jnp.arange(m), self.sym_mask))
-        return factors, pairs, Ks, pt.res < JOINT_PAIR_SWITCH, x.pi * (1.0 - x.pi)
+        return _JointPreconditioner(factors, pairs, Ks, pt.res < JOINT_PAIR_SWITCH, x.pi * (1.0 - x.pi))
 
-    def _blocks(self, pc, R, kron_fn, pair_fn):
+    def _blocks(self, pc: _JointPreconditioner, R, kron_fn, pair_fn):
         """``kron_fn`` or ``pair_fn`` applied to every group's block of ``R`` (see :meth:`preconditioner`)."""
-        factors, pairs, Ks, use_pair, _ = pc
 
         def kron():
-            return jax.vmap(kron_fn)(factors, R)
+            return jax.vmap(kron_fn)(pc.factors, R)
 
         if self.symmetric:
             return kron()
@@ -467,23 +477,21 @@ class JointProblem(_engine.Problem):
             def one(f, pair, K, sym_a, X):
                 return jnp.where(sym_a, kron_fn(f, X), pair_fn(K, pair, X))
 
-            return jax.vmap(one)(factors, pairs, Ks, self.sym_mask, R)
+            return jax.vmap(one)(pc.factors, pc.pairs, pc.K, self.sym_mask, R)
 
-        return jax.lax.cond(use_pair, mixed, kron)
+        return jax.lax.cond(pc.use_pair, mixed, kron)
 
-    def precondition(self, pc, r):
-        fisher = pc[-1]
+    def precondition(self, pc: _JointPreconditioner, r):
         RB, rz = self.unravel(r)
         VB = self._blocks(pc, RB, lambda f, X: f.L @ ((f.L.T @ X @ f.R) / f.denom) @ f.R.T,
                           _group.precondition_with_offset)
-        zscale = 1.0 / jnp.maximum(fisher, jnp.finfo(fisher.dtype).tiny)
+        zscale = 1.0 / jnp.maximum(pc.fisher, jnp.finfo(pc.fisher.dtype).tiny)
         return self.project(jax.flatten_util.ravel_pytree((VB, zscale * rz))[0])
 
-    def metric(self, pc, v):
-        fisher = pc[-1]
+    def metric(self, pc: _JointPreconditioner, v):
         VB, vz = self.unravel(v)
         MB = self._blocks(pc, VB, lambda f, V: f.Pbar @ V @ f.C + f.Q @ V @ f.Z, _group.metric_with_offset)
-        return self.project(jax.flatten_util.ravel_pytree((MB, fisher * vz))[0])
+        return self.project(jax.flatten_util.ravel_pytree((MB, pc.fisher * vz))[0])
 
     def retract(self, pt: Point, p, alpha):
         """A step along ``p`` that rotates the affine maps instead of shearing them.
