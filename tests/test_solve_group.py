@@ -213,3 +213,22 @@ def test_pair_preconditioner_with_offset_is_spd_where_the_hessian_is_indefinite(
     np.testing.assert_allclose(Minv, Minv.T, atol=1e-10 * np.max(np.abs(Minv)))
     assert np.min(np.linalg.eigvalsh(M)) > 0.0
     np.testing.assert_allclose(Minv @ M, np.eye(d * (d + 1)), atol=1e-9)
+
+
+def test_best_start_prefers_a_converged_run_within_rounding_of_the_lowest_value(rng):
+    """Among starts within rounding of the lowest value the best status wins; a clearly lower value
+    wins whatever its status (the affine form stays no worse than its symmetric start)."""
+    prob = _problem(rng, 2, 3, False)
+    S = _group.Status
+    v = 0.9185203451396
+
+    def pick(values, status):
+        n = len(values)
+        runs = _group.GroupResult(jnp.zeros((n, 3, 4)), jnp.asarray(values), jnp.zeros(n), jnp.zeros(n, jnp.int32),
+                                  jnp.asarray(status, jnp.int32))
+        return int(_group.best_start(runs, prob))
+
+    assert pick([v + 1e-3, v, v + 2e-16], [S.MAX_ITER, S.STALLED, S.CONVERGED]) == 2
+    assert pick([v, v + 2e-16, v - 2e-16], [S.STALLED, S.STALLED, S.STALLED]) == 2  # equal status: lower value
+    assert pick([v + 1e-3, v, v + 1e-6], [S.CONVERGED, S.MAX_ITER, S.CONVERGED]) == 1  # not a tie: lowest
+    assert pick([np.nan, np.inf, v], [S.NONFINITE, S.CONVERGED, S.STALLED]) == 2

@@ -130,6 +130,22 @@ def test_joint_gradient_and_hvp_match_autodiff_of_the_objective(shape, seed, c, 
     h = jax.jvp(lambda v: prob.value_and_grad(v)[1], (v,), (t,))[1]
     h_ref = jax.jvp(jax.grad(generic), (v,), (t,))[1]
     np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-10 * float(jnp.max(jnp.abs(h_ref))))
+    # The residual the engine sees, from the closed-form gradient and KLs, against every block's
+    # residual computed another way: the one-group kernel's residual of each map for this template, the
+    # template's own stationarity (autodiff; zero by construction) and the base rates' fixed point.
+    x = prob.params(v)
+    w = x.pi[:, None] * jnp.sum(q, axis=0)[None, :]
+    tpl = all_groups._common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
+    r_maps = [float(all_groups._group.relative_residual(
+        all_groups._common.group_problem(tpl, sg, a, w[:, a], bool(sym_mask[a])), x.B[a])) for a in range(m)]
+    assert float(all_groups._template_residual(x, w, sg, c)) < 1e-12
+    pi_star, _ = all_groups.closed_form.prior_update(q, all_groups.subgroup_kls(x, sg))
+    r_pi = float(jnp.sum(jnp.abs(pi_star - x.pi)))
+    assert max(r_maps) > r_pi > 1e-3  # away from the optimum; the maps' block is the larger here,
+    np.testing.assert_allclose(float(prob.point(v).res), max(r_maps), rtol=1e-10)
+    # so the base rates' block is checked with the maps' gradient set to zero.
+    kl = prob._evaluate(v)[2]
+    np.testing.assert_allclose(float(prob.residual(v, jnp.zeros_like(v), kl)), r_pi, rtol=1e-10)
 
 
 def test_factorisations_with_product_derivatives_match_jax():

@@ -75,7 +75,9 @@ class Solution:
             group solves; the closed forms take none).
         residual: ``[...]`` final relative optimality residual, dimensionless: for every moving
             group ``‖Aᵀ∇_{[A,b]}F‖_F / (W √d)`` (zero exactly at a stationary point; ``W`` the group's
-            total weight); for ``all`` also the template and base-rate blocks. The maximum is reported.
+            total weight); for ``all`` also the base rates, ``‖π − π*‖₁`` with ``π*`` their
+            closed-form optimum for the final maps (the template is the closed-form minimiser for the
+            maps and base rates, so its block is stationary exactly). The maximum is reported.
         status: ``[...]`` int32 :class:`Status` code: why the solve stopped
             (``status_message(code)`` says it in words).
         intervention, form, reference, reference_class: the options used (static).

@@ -346,6 +346,8 @@ def _line_search(problem: Problem, pt: Point, p, line, slope, slack, linear: str
         return (d <= config.armijo * alpha * slope + slack) | (noise & jnp.isfinite(d))
 
     max_backtracks = 0 if _damped(problem, linear, config) else config.max_backtracks
+    if max_backtracks == 0:  # damped solves: the full step or none (no loop is compiled)
+        return one, good(one, delta(one))
     if config.lockstep:
         alphas = 0.5 ** jnp.arange(min(config.lockstep_ls, max_backtracks + 1), dtype=one.dtype)
         ds = jax.vmap(delta)(alphas)
@@ -353,16 +355,18 @@ def _line_search(problem: Problem, pt: Point, p, line, slope, slack, linear: str
         i = jnp.argmax(oks)  # the longest acceptable step
         return alphas[i], oks[i]
 
+    # The trial step is evaluated only inside the loop (one copy of it is compiled): the loop starts
+    # at α = 2 with no value (never good), so its first pass tries α = 1.
     def cond(c):
         alpha, d, n = c
-        return ~good(alpha, d) & (n < max_backtracks)
+        return ~good(alpha, d) & (n <= max_backtracks)
 
     def body(c):
         alpha, _, n = c
         alpha = 0.5 * alpha
         return alpha, delta(alpha), n + 1
 
-    alpha, d, _ = jax.lax.while_loop(cond, body, (one, delta(one), _int(0)))
+    alpha, d, _ = jax.lax.while_loop(cond, body, (2 * one, jnp.full((), jnp.inf, one.dtype), _int(0)))
     return alpha, good(alpha, d)
 
 

@@ -89,7 +89,7 @@ def solve(q, means, covs, *, reference, reference_class: int, symmetric: bool, t
         # lax.map, not vmap: the starts share the problem data (see the module docstring), and each
         # start then stops at its own iteration count instead of the slowest one's.
         runs = jax.lax.map(lambda B: newton(prob_aff, B), starts)
-        best = jnp.argmin(jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf))
+        best = _group.best_start(runs, prob_aff, config)
         pick = jax.tree_util.tree_map(lambda x: x[best], runs)
         return pick._replace(iterations=(res_sym.iterations + jnp.sum(runs.iterations)).astype(jnp.int32))
 
