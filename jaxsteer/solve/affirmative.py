@@ -13,7 +13,8 @@ batched alike.
 Symmetric form: convex (the paper's Theorem 4.1), damped Newton from ``A = Σ_ca^{1/2}``.
 Affine form: non-convex; Newton from the symmetric optimum (so never worse than it) and from the ``k``
 lowest-valued eigen-aligned starts with sign patterns (:func:`_common.eigen_aligned_starts`), one
-after the other, keeping the best.
+after the other, keeping the best (:func:`_group.best_start`: among starts tied within rounding, the one
+that converged).
 """
 
 from __future__ import annotations
