@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsteer.solve import _engine, all_groups
+from jaxsteer.solve import _common, _engine, _group, all_groups, closed_form
 import jaxsteer as js
 import oracles
 
@@ -109,7 +109,7 @@ def test_joint_gradient_and_hvp_match_autodiff_of_the_objective(shape, seed, c, 
     k, m, d = shape
     rng = np.random.default_rng(seed)
     q, mu, S = (jnp.asarray(x) for x in oracles.random_family(rng, k, m, d))
-    sg = all_groups._common.subgroups(mu, S)
+    sg = _common.subgroups(mu, S)
     A = jnp.asarray(np.eye(d) + 0.3 * rng.standard_normal((m, d, d)))
     A = A.at[0].set(A[0] @ A[0].T) if gauge_symmetric else A  # an SPD gauge map
     B = jnp.concatenate([A, jnp.asarray(rng.standard_normal((m, d, 1)))], axis=2)
@@ -135,11 +135,11 @@ def test_joint_gradient_and_hvp_match_autodiff_of_the_objective(shape, seed, c, 
     # template's own stationarity (autodiff; zero by construction) and the base rates' fixed point.
     x = prob.params(v)
     w = x.pi[:, None] * jnp.sum(q, axis=0)[None, :]
-    tpl = all_groups._common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
-    r_maps = [float(all_groups._group.relative_residual(
-        all_groups._common.group_problem(tpl, sg, a, w[:, a], bool(sym_mask[a])), x.B[a])) for a in range(m)]
+    tpl = _common.Template(x.u, x.G, jnp.linalg.slogdet(x.G)[1])
+    r_maps = [float(_group.relative_residual(
+        _common.group_problem(tpl, sg, a, w[:, a], bool(sym_mask[a])), x.B[a])) for a in range(m)]
     assert float(all_groups._template_residual(x, w, sg, c)) < 1e-12
-    pi_star, _ = all_groups.closed_form.prior_update(q, all_groups.subgroup_kls(x, sg))
+    pi_star, _ = closed_form.prior_update(q, all_groups.subgroup_kls(x, sg))
     r_pi = float(jnp.sum(jnp.abs(pi_star - x.pi)))
     assert max(r_maps) > r_pi > 1e-3  # away from the optimum; the maps' block is the larger here,
     np.testing.assert_allclose(float(prob.point(v).res), max(r_maps), rtol=1e-10)
@@ -185,7 +185,7 @@ def test_joint_retraction_rotates_and_agrees_to_first_order():
     k, m, d = 2, 3, 4
     rng = np.random.default_rng(7)
     q, mu, S = (jnp.asarray(x) for x in oracles.random_family(rng, k, m, d))
-    sg = all_groups._common.subgroups(mu, S)
+    sg = _common.subgroups(mu, S)
     A = jnp.asarray(np.eye(d) + 0.3 * rng.standard_normal((m, d, d)))
     A = A.at[0].set(A[0] @ A[0].T)
     B = jnp.concatenate([A, jnp.asarray(rng.standard_normal((m, d, 1)))], axis=2)
